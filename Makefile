@@ -1,0 +1,59 @@
+# relaybench — every target creates .venv/ on demand and reuses it afterwards.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+DURATION ?= 30
+USERS ?= 50
+SCENARIO ?= story
+BENCH_ARGS ?=
+
+.PHONY: help setup test lint format bench bench-mock bench-relay bench-report bench-repro calibrate clean
+
+help:
+	@echo "make bench   - set up, run the default benchmark (~2 min), write runs/<timestamp>/"
+	@echo "make test    - set up, run the whole test suite"
+	@echo "make lint    - ruff format check + lint"
+	@echo "make bench-mock | bench-relay | bench-report | bench-repro | calibrate"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m tools.ensure_binaries
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: $(STAMP)
+	$(BIN)/relaybench run --scenario $(SCENARIO) --users $(USERS) --duration $(DURATION) $(BENCH_ARGS)
+
+bench-mock: $(STAMP)
+	$(BIN)/python -m mock_upstream.bench
+
+bench-relay: $(STAMP)
+	$(BIN)/python -m loadtests.bench_relay
+
+bench-report: $(STAMP)
+	$(BIN)/python -m reports.bench
+
+bench-repro: $(STAMP)
+	$(BIN)/python -m loadtests.bench_repro
+
+calibrate: $(STAMP)
+	$(BIN)/relaybench calibrate --out runs/calibration.json
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,5 @@
+import sys
+
+from relaybench.cli import main
+
+sys.exit(main())

@@ -1,0 +1,116 @@
+"""Start and stop the project's servers as subprocesses, by PID.
+
+Used by ``relaybench run`` (which starts its own mock and relay) and by the test fixtures.
+A server announces readiness with one stdout line ``listening on http://H:P`` (the contract);
+we read its port from that line, so port 0 (OS-chosen) works everywhere. Its output keeps
+being drained by a thread, so a chatty server never blocks on a full pipe, and the last lines
+are kept for the error message when it dies.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from types import TracebackType
+
+from relaybench.errors import RelaybenchError
+
+_LISTENING = re.compile(r"listening on (http://\S+)")
+
+
+class ServerProcess:
+    """A server subprocess: ``start()`` waits for its ``listening on`` line; ``stop()`` ends it.
+
+    ``args`` are the command after the Python interpreter, e.g. ``["-m", "mock_upstream",
+    "--port", "0"]``. Use as a context manager so the process is stopped even on errors.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        args: Sequence[str],
+        *,
+        env: dict[str, str] | None = None,
+        cwd: str | None = None,
+    ) -> None:
+        self.name = name
+        self.args = [sys.executable, *args]
+        self.env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
+        self.cwd = cwd
+        self.url = ""
+        self.proc: subprocess.Popen[str] | None = None
+        self.output: collections.deque[str] = collections.deque(maxlen=200)
+        self._ready = threading.Event()
+        self._reader: threading.Thread | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def start(self, timeout: float = 20.0) -> ServerProcess:
+        self.proc = subprocess.Popen(
+            self.args,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=self.env,
+            cwd=self.cwd,
+            start_new_session=True,  # Ctrl-C reaches us, and we stop it ourselves, by PID
+        )
+        self._reader = threading.Thread(target=self._drain, name=f"{self.name}-out", daemon=True)
+        self._reader.start()
+        deadline = time.monotonic() + timeout
+        while not self._ready.wait(0.05):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                code = self.proc.poll()
+                self.stop()
+                why = f"exited with code {code}" if code is not None else f"not ready in {timeout}s"
+                tail = "\n".join(list(self.output)[-20:])
+                raise RelaybenchError(f"{self.name} {why}; its last output:\n{tail}")
+        return self
+
+    def _drain(self) -> None:
+        assert self.proc and self.proc.stdout
+        for line in self.proc.stdout:
+            line = line.rstrip("\n")
+            self.output.append(line)
+            if not self._ready.is_set() and (match := _LISTENING.search(line)):
+                self.url = match.group(1)
+                self._ready.set()
+
+    def stop(self, timeout: float = 8.0) -> int | None:
+        """SIGTERM, wait up to ``timeout``, then SIGKILL. Returns the exit code."""
+        proc = self.proc
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            try:
+                os.kill(proc.pid, signal.SIGTERM)
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+            except ProcessLookupError:
+                pass
+        if self._reader:
+            self._reader.join(2)
+        return proc.returncode
+
+    def __enter__(self) -> ServerProcess:
+        return self.start() if self.proc is None else self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
