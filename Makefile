@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 DURATION ?= 30
 USERS ?= 50
-SCENARIO ?= story
+SCENARIO ?= peak
 BENCH_ARGS ?=
 
 .PHONY: help setup test lint format bench bench-mock bench-relay bench-report bench-repro calibrate clean
