@@ -1,0 +1,222 @@
+"""Read a run folder's raw records (``records/*.jsonl``) into one pandas DataFrame.
+
+The happy path is fully vectorised: each file is parsed by pyarrow's JSON reader against an
+explicit schema, the scalar columns become numpy-backed pandas columns and the two list columns
+(``chunks_ms``, ``lags_ms``) stay Arrow lists (``pd.ArrowDtype``), so no per-row Python object is
+ever built. ``flat_list`` turns a list column into flat numpy values plus their row positions.
+
+A torn last line (a killed run) or a corrupt line is skipped with a warning, never fatal: only
+when pyarrow rejects a file do we fall back to validating that file line by line.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pajson
+
+from relaybench.errors import UsageError
+
+LIST_COLUMNS = ("chunks_ms", "lags_ms")
+
+SCHEMA = pa.schema(
+    [
+        ("target", pa.string()),
+        ("worker", pa.string()),
+        ("seq", pa.int64()),
+        ("stream", pa.bool_()),
+        ("users", pa.int64()),
+        ("step", pa.int64()),
+        ("rate", pa.float64()),
+        ("intended_ns", pa.int64()),
+        ("start_ns", pa.int64()),
+        ("headers_ms", pa.float64()),
+        ("ttft_ms", pa.float64()),
+        ("e2e_ms", pa.float64()),
+        ("chunks_ms", pa.list_(pa.float64())),
+        ("lags_ms", pa.list_(pa.float64())),
+        ("status", pa.int64()),
+        ("ok", pa.bool_()),
+        ("error", pa.string()),
+        ("error_detail", pa.string()),
+        ("output_tokens", pa.int64()),
+        ("usage_tokens", pa.int64()),
+        ("content_chunks", pa.int64()),
+        ("max_tokens", pa.int64()),
+    ]
+)
+
+_PARSE = pajson.ParseOptions(explicit_schema=SCHEMA, unexpected_field_behavior="ignore")
+_BLOCK = 1 << 24  # 16 MiB: a block must hold whole lines, and long streams make long lines
+
+
+class RecordWarning(UserWarning):
+    """A record line was skipped (torn or corrupt)."""
+
+
+@dataclass
+class Records:
+    """All records of a run folder; ``skipped`` lists human notes about lines left out."""
+
+    frame: pd.DataFrame
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def targets(self) -> list[str]:
+        return list(pd.unique(self.frame["target"]))
+
+
+def record_files(run_dir: Path) -> list[Path]:
+    return sorted((run_dir / "records").glob("*.jsonl"))
+
+
+def load_records(run_dir: Path) -> Records:
+    """Pool every ``records/*.jsonl`` file; raise UsageError when there is nothing to read."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UsageError(f"{run_dir} is not a directory")
+    files = record_files(run_dir)
+    if not files:
+        raise UsageError(f"{run_dir} has no records (expected records/*.jsonl)")
+    tables: list[pa.Table] = []
+    skipped: list[str] = []
+    for path in files:
+        table, notes = _read_file(path)
+        skipped += notes
+        if table.num_rows:
+            tables.append(table)
+    for note in skipped:
+        warnings.warn(note, RecordWarning, stacklevel=2)
+    if not tables:
+        raise UsageError(f"{run_dir} has record files but no readable record in them")
+    table = pa.concat_tables(tables)
+    return Records(frame=table_to_frame(table), skipped=skipped)
+
+
+def table_to_frame(table: pa.Table) -> pd.DataFrame:
+    """Scalar columns as plain pandas columns; list columns kept as Arrow lists (no copies)."""
+    table = table.filter(pc.invert(pc.is_null(table["target"])))
+    table = table.filter(pc.invert(pc.is_null(table["start_ns"])))
+    lists = {name: table[name] for name in LIST_COLUMNS}
+    frame = table.drop_columns(list(LIST_COLUMNS)).to_pandas()
+    for name, column in lists.items():
+        frame[name] = pd.Series(pd.arrays.ArrowExtensionArray(column), index=frame.index, name=name)
+    frame["ok"] = frame["ok"].fillna(False).astype(bool)
+    frame["stream"] = frame["stream"].fillna(True).astype(bool)
+    frame["output_tokens"] = frame["output_tokens"].fillna(0).astype(np.int64)
+    return frame
+
+
+def empty_frame() -> pd.DataFrame:
+    return table_to_frame(SCHEMA.empty_table())
+
+
+def flat_list(series: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A list column as (values, row position of each value, list length per row).
+
+    Positions index ``series`` by position (0..len-1). Null lists have length 0.
+    """
+    arrow = series.array.__arrow_array__()
+    if isinstance(arrow, pa.ChunkedArray):
+        arrow = arrow.combine_chunks() if arrow.num_chunks else pa.array([], arrow.type)
+    lengths = pc.list_value_length(arrow).fill_null(0).to_numpy(zero_copy_only=False)
+    values = pc.list_flatten(arrow).to_numpy(zero_copy_only=False).astype(np.float64)
+    rows = np.repeat(np.arange(len(lengths)), lengths)
+    return values, rows, lengths.astype(np.int64)
+
+
+def list_firsts(series: pd.Series) -> np.ndarray:
+    """The first element of each non-empty list (e.g. the first-token lag of each request)."""
+    values, _, lengths = flat_list(series)
+    starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+    return values[starts[lengths > 0]]
+
+
+def list_diffs(series: pd.Series) -> np.ndarray:
+    """Consecutive differences within each list (inter-token latencies from ``chunks_ms``)."""
+    values, rows, _ = flat_list(series)
+    if values.size < 2:
+        return np.empty(0)
+    same_row = rows[1:] == rows[:-1]
+    return np.diff(values)[same_row]
+
+
+def _read_file(path: Path) -> tuple[pa.Table, list[str]]:
+    data = path.read_bytes()
+    notes: list[str] = []
+    if data and not data.endswith(b"\n"):
+        cut = data.rfind(b"\n") + 1
+        notes.append(f"{path.name}: skipped a torn last line ({len(data) - cut} bytes)")
+        data = data[:cut]
+    if not data.strip():
+        return SCHEMA.empty_table(), notes
+    try:
+        return _parse(data), notes
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        pass
+    good, bad = _valid_lines(data)
+    if bad:
+        shown = ", ".join(map(str, bad[:5])) + (" …" if len(bad) > 5 else "")
+        notes.append(f"{path.name}: skipped {len(bad)} corrupt line(s) (line {shown})")
+    if not good:
+        return SCHEMA.empty_table(), notes
+    try:
+        return _parse(b"\n".join(good) + b"\n"), notes
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        notes.append(f"{path.name}: unreadable, skipped the whole file ({exc})")
+        return SCHEMA.empty_table(), notes
+
+
+def _parse(data: bytes) -> pa.Table:
+    read = pajson.ReadOptions(block_size=max(_BLOCK, len(data) // 64 + 1), use_threads=True)
+    return pajson.read_json(io.BytesIO(data), read_options=read, parse_options=_PARSE)
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "target": (str,),
+    "start_ns": (int,),
+    "ok": (bool,),
+    "ttft_ms": (int, float, type(None)),
+    "e2e_ms": (int, float, type(None)),
+    "chunks_ms": (list, type(None)),
+    "lags_ms": (list, type(None)),
+}
+
+
+def _valid_lines(data: bytes) -> tuple[list[bytes], list[int]]:
+    """The slow path, only for a file pyarrow rejected: keep lines that are sane records."""
+    good: list[bytes] = []
+    bad: list[int] = []
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            bad.append(number)
+            continue
+        if isinstance(obj, dict) and _sane(obj):
+            good.append(line)
+        else:
+            bad.append(number)
+    return good, bad
+
+
+def _sane(obj: dict) -> bool:
+    for key, types in _TYPES.items():
+        value = obj.get(key)
+        if key in ("target", "start_ns", "ok") and value is None:
+            return False
+        if value is not None and not isinstance(value, types):
+            return False
+        if isinstance(value, list) and not all(isinstance(v, int | float) for v in value):
+            return False
+    return True

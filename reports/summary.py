@@ -1,0 +1,173 @@
+"""summary.json, built from a run folder's raw records alone (CONTRACT.md, schema_version 1).
+
+Per target, which records feed what:
+
+- ``requests`` every record; ``ok`` records with ``ok: true``; ``errors`` counts ``error`` over
+  the failed records (a failed record without a type counts as ``unknown``).
+- ``ttft_ms``, ``e2e_ms`` and ``itl_ms`` come from successful records only (a failure's timings
+  measure the failure, not the service). ITL is every consecutive difference of ``chunks_ms``.
+- ``first_token_lag_ms`` (first element of ``lags_ms``) and ``chunk_lag_ms`` (every element)
+  come from every record that carries stamps; null when the target's upstream sends none.
+- ``output_tokens`` sums every record (tokens delivered, even by a stream that broke later);
+  ``output_tokens_per_s`` and ``requests_per_s`` divide by the target's measured window
+  (run.json ``started_ns``..``ended_ns``, else first send to last end in the records).
+
+Extra fields: ``error_rate``, ``duration_s``, ``stream``, ``kind``, ``headers_ms``, and for
+open-loop targets the coordinated-omission pair — ``ttft_ms``/``e2e_ms`` are service times (from
+the actual send), ``ttft_response_ms``/``e2e_response_ms`` response times (from the intended
+start) — plus ``schedule_lag_ms``. Top-level ``overhead`` holds each relay target's added
+latency versus ``direct`` with 95% bootstrap intervals, ``notes`` any skipped input.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from reports.folder import RunFolder, load_folder, target_window_ns
+from reports.health import check_health, schedule_lag_ms
+from reports.records import flat_list, list_diffs, list_firsts
+from reports.stats import bootstrap_diff, stats
+
+SCHEMA_VERSION = 1
+
+
+def build_summary(run_dir: Path) -> dict:
+    return summarize(load_folder(Path(run_dir)))
+
+
+def write_summary(run_dir: Path) -> dict:
+    summary = build_summary(run_dir)
+    save_summary(Path(run_dir), summary)
+    return summary
+
+
+def save_summary(run_dir: Path, summary: dict) -> None:
+    path = Path(run_dir) / "summary.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
+    tmp.replace(path)
+
+
+def summarize(folder: RunFolder) -> dict:
+    frame = folder.frame
+    groups = _split(frame)
+    targets = {name: target_summary(folder, name, groups[name]) for name in folder.target_names()}
+    summary = {
+        "schema_version": SCHEMA_VERSION,
+        "run": run_block(folder, targets),
+        "targets": targets,
+        "health": check_health(folder),
+        "overhead": overhead(folder.target_names(), groups, folder),
+    }
+    if folder.notes:
+        summary["notes"] = list(folder.notes)
+    return summary
+
+
+def _split(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    return {name: rows for name, rows in frame.groupby("target", sort=False)}
+
+
+def run_block(folder: RunFolder, targets: dict) -> dict:
+    meta = folder.meta
+    duration = meta.get("duration_s")
+    if not isinstance(duration, int | float):
+        duration = max((t["duration_s"] for t in targets.values()), default=0.0)
+    started = meta.get("started_at")
+    if not isinstance(started, str):
+        first = int(folder.frame["start_ns"].min())
+        started = pd.Timestamp(first, unit="ns", tz="UTC").isoformat()
+    block = {
+        "scenario": str(meta.get("scenario") or "unknown"),
+        "started_at": started,
+        "duration_s": float(duration),
+        "command": str(meta.get("command") or ""),
+    }
+    for key in ("ended_at", "interrupted", "users", "seed"):
+        if key in meta:
+            block[key] = meta[key]
+    return block
+
+
+def target_summary(folder: RunFolder, name: str, rows: pd.DataFrame) -> dict:
+    ok_mask = rows["ok"].to_numpy(dtype=bool)
+    ok_rows = rows[ok_mask]
+    failed = rows[~ok_mask]
+    errors = failed["error"].fillna("unknown").value_counts()
+    started, ended = target_window_ns(folder, name, rows)
+    seconds = (ended - started) / 1e9
+    tokens = int(rows["output_tokens"].sum())
+    meta = folder.target_meta(name)
+    out: dict = {
+        "requests": len(rows),
+        "ok": int(ok_mask.sum()),
+        "errors": {str(k): int(v) for k, v in sorted(errors.items())},
+        "ttft_ms": stats(ok_rows["ttft_ms"].to_numpy(dtype=np.float64)),
+        "itl_ms": stats(list_diffs(ok_rows["chunks_ms"])),
+        "e2e_ms": stats(ok_rows["e2e_ms"].to_numpy(dtype=np.float64)),
+        "output_tokens": tokens,
+        "output_tokens_per_s": round(tokens / seconds, 3),
+        "requests_per_s": round(len(rows) / seconds, 3),
+        "first_token_lag_ms": None,
+        "chunk_lag_ms": None,
+        "error_rate": round(1 - ok_mask.mean(), 6) if len(rows) else None,
+        "duration_s": round(seconds, 3),
+        "stream": bool(meta.get("stream", rows["stream"].all())),
+        "kind": meta.get("kind"),
+        "headers_ms": stats(ok_rows["headers_ms"].to_numpy(dtype=np.float64)),
+    }
+    lags = flat_list(rows["lags_ms"])[0]
+    if lags.size:
+        out["first_token_lag_ms"] = stats(list_firsts(rows["lags_ms"]))
+        out["chunk_lag_ms"] = stats(lags)
+    if rows["intended_ns"].notna().any():
+        waited = schedule_lag_ms(ok_rows)
+        out["schedule_lag_ms"] = stats(schedule_lag_ms(rows))
+        out["ttft_response_ms"] = stats(ok_rows["ttft_ms"].to_numpy(dtype=np.float64) + waited)
+        out["e2e_response_ms"] = stats(ok_rows["e2e_ms"].to_numpy(dtype=np.float64) + waited)
+    return out
+
+
+def is_relay(name: str, meta: dict) -> bool:
+    kind = meta.get("kind")
+    return kind == "relay" if kind else name.startswith("relay")
+
+
+def overhead(names: list[str], groups: dict[str, pd.DataFrame], folder: RunFolder) -> dict:
+    """Each relay target's added latency versus ``direct``: difference of medians, 95% CI.
+
+    First-token lag and TTFT are one value per request (independent units, bootstrapped
+    directly). Chunk lag pools every chunk, so its interval ignores within-request correlation
+    and is somewhat too narrow; the first-token figure is the one to quote.
+    """
+    direct = groups.get("direct")
+    if direct is None:
+        return {}
+    direct_ok = direct[direct["ok"].to_numpy(dtype=bool)]
+    base = {
+        "first_token_lag_ms": list_firsts(direct["lags_ms"]),
+        "chunk_lag_ms": flat_list(direct["lags_ms"])[0],
+        "ttft_ms": direct_ok["ttft_ms"].to_numpy(dtype=np.float64),
+    }
+    out: dict = {}
+    for seed, name in enumerate(names):
+        if name == "direct" or not is_relay(name, folder.target_meta(name)):
+            continue
+        rows = groups[name]
+        ok_rows = rows[rows["ok"].to_numpy(dtype=bool)]
+        other = {
+            "first_token_lag_ms": list_firsts(rows["lags_ms"]),
+            "chunk_lag_ms": flat_list(rows["lags_ms"])[0],
+            "ttft_ms": ok_rows["ttft_ms"].to_numpy(dtype=np.float64),
+        }
+        block = {}
+        for metric, values in other.items():
+            if values.size and base[metric].size:
+                block[f"added_{metric}_p50"] = bootstrap_diff(base[metric], values, 50, seed=seed)
+        block["stream"] = bool(folder.target_meta(name).get("stream", rows["stream"].all()))
+        out[name] = block
+    return out
