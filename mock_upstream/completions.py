@@ -1,0 +1,411 @@
+"""``POST /v1/chat/completions`` and ``POST /v1/completions``: a raw ASGI endpoint.
+
+Raw ASGI (not a StreamingResponse) so that each chunk is exactly one ``http.response.body``
+send and a client's ``http.disconnect`` is seen at once: a watcher task waits on ``receive()``
+and cancels the generating task the moment the client goes away.
+
+Timing: every chunk has an absolute deadline on the monotonic clock (``admitted + TTFT`` for the
+first, then ``previous deadline + gap``); we sleep until it on the loop's clock, stamp the chunk
+with ``time.time_ns()`` right before the write, and record ``monotonic() - deadline`` as lateness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import time
+from typing import Any
+
+import orjson
+
+from mock_upstream import content
+from mock_upstream.config import MAX_BODY_BYTES
+from mock_upstream.errors import ApiError, BadRequest, ConnectionCut, TooLarge
+from mock_upstream.faults import Fault, draw_fault
+from mock_upstream.latency import Plan, make_plan
+from mock_upstream.load import QueueFull, slowdown_factor
+from mock_upstream.state import MockState
+from mock_upstream.validation import CompletionRequest, Overrides, parse_body, parse_overrides
+
+Scope = dict[str, Any]
+Receive = Any
+Send = Any
+
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+_SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+]
+
+
+class _ClientGone(Exception):
+    """The client disconnected before its request body was read."""
+
+
+class _Watch:
+    """Waits for ``http.disconnect`` and cancels the request's task if it is still working."""
+
+    __slots__ = ("disconnected", "done", "task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.disconnected = False
+        self.done = False
+
+    async def run(self, receive: Receive) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+        if not self.done:
+            self.disconnected = True
+            self.task.cancel()
+
+
+async def _read_body(scope: Scope, receive: Receive) -> bytes:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                length = int(value)
+            except ValueError:
+                raise BadRequest("invalid Content-Length header", param="Content-Length") from None
+            if length > MAX_BODY_BYTES:
+                raise TooLarge(MAX_BODY_BYTES)
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _ClientGone
+        body = message.get("body", b"")
+        size += len(body)
+        if size > MAX_BODY_BYTES:
+            raise TooLarge(MAX_BODY_BYTES)
+        parts.append(body)
+        if not message.get("more_body", False):
+            return b"".join(parts)
+
+
+async def send_json(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                *_JSON_HEADERS,
+                (b"content-length", b"%d" % len(body)),
+                *(headers or ()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def send_error(send: Send, exc: ApiError) -> None:
+    extra = list(exc.headers)
+    if exc.status == 413:
+        extra.append((b"connection", b"close"))  # the unread rest of the body is not wanted
+    await send_json(send, exc.status, exc.body(), extra)
+
+
+def _chunk_gaps(plan: Plan, per_chunk: int) -> list[float]:
+    """Gaps between chunk emissions: a chunk leaves when its last token is generated."""
+    if per_chunk <= 1:
+        return list(plan.gaps_s)
+    offsets = [0.0]
+    for gap in plan.gaps_s:
+        offsets.append(offsets[-1] + gap)
+    n = len(plan.tokens)
+    ends = [offsets[min(k + per_chunk, n) - 1] for k in range(0, n, per_chunk)]
+    return [b - a for a, b in itertools.pairwise(ends)]
+
+
+class Completions:
+    """The completions endpoint; ``chat`` selects chat completions, else legacy completions."""
+
+    def __init__(self, state: MockState, *, chat: bool) -> None:
+        self.state = state
+        self.chat = chat
+        self.prefix = "chatcmpl-mock" if chat else "cmpl-mock"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        state = self.state
+        stats = state.stats
+        cfg = state.config
+        stats.requests += 1
+        try:
+            req = parse_body(await _read_body(scope, receive), chat=self.chat)
+            overrides = parse_overrides(scope["headers"])
+        except ApiError as exc:
+            stats.bad_requests += 1
+            await send_error(send, exc)
+            return
+        except _ClientGone:
+            stats.cancelled += 1
+            return
+        seq = state.next_seq()
+        seed = overrides.seed if overrides.seed is not None else state.request_seed(seq)
+        plan, fault = self._plan(req, overrides, seed)
+        rid = f"{self.prefix}{seq:08d}"
+        if fault is not None and fault.kind == "status":
+            stats.faults[fault.label] += 1
+            await send_error(send, _status_fault(fault.value, cfg.retry_after_s))
+            return
+        try:
+            waiter = state.admission.admit()
+        except QueueFull:
+            stats.rejected += 1
+            await send_error(
+                send,
+                ApiError(
+                    429,
+                    "the mock's queue is full (--max-queue); retry later",
+                    type_="rate_limit_error",
+                    code="queue_full",
+                    headers=((b"retry-after", str(cfg.retry_after_s).encode()),),
+                ),
+            )
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        watch = _Watch(task)
+        watcher = asyncio.ensure_future(watch.run(receive))
+        admitted = waiter is None
+        streaming = req.stream
+        try:
+            if streaming:
+                stats.active_streams += 1
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 200,
+                        "headers": [
+                            *_SSE_HEADERS,
+                            (b"x-request-id", rid.encode()),
+                            (b"x-mock-seed", b"%d" % seed),
+                        ],
+                    }
+                )
+            opened = time.monotonic()
+            if waiter is not None:
+                try:
+                    await waiter
+                except asyncio.CancelledError:
+                    state.admission.abandon(waiter)  # hands on a slot it was just given
+                    raise
+                admitted = True
+            start = time.monotonic()
+            if streaming:
+                await self._stream(send, req, plan, fault, rid, start, opened)
+            else:
+                await self._whole(send, req, plan, fault, rid, seed, start)
+            watch.done = True
+            stats.completed += 1
+        except asyncio.CancelledError:
+            watch.done = True
+            stats.cancelled += 1
+            task.uncancel()
+            if not watch.disconnected:  # the server is shutting down: close this connection
+                raise ConnectionCut from None
+        finally:
+            watch.done = True
+            if not watcher.done():
+                watcher.cancel()
+            if streaming:
+                stats.active_streams -= 1
+            if admitted:
+                state.admission.release()
+
+    def _plan(self, req: CompletionRequest, ov: Overrides, seed: int) -> tuple[Plan, Fault | None]:
+        cfg = self.state.config
+        rng = random.Random(seed)
+        ttft = cfg.ttft_ms if ov.ttft_ms is None else cfg.ttft_ms.with_mean(ov.ttft_ms)
+        itl = cfg.itl_ms if ov.itl_ms is None else cfg.itl_ms.with_mean(ov.itl_ms)
+        plan = make_plan(
+            rng,
+            seed=seed,
+            ttft_ms=ttft,
+            itl_ms=itl,
+            output_tokens=cfg.output_tokens,
+            vocab_size=len(content.VOCAB),
+            prompt_tokens=req.prompt_tokens,
+            prefill_ms_per_token=cfg.prefill_ms_per_token,
+            max_tokens=req.max_tokens,
+            use_max_tokens=cfg.use_max_tokens,
+            fixed_output_tokens=ov.output_tokens,
+        )
+        if ov.fault is not None:
+            return plan, ov.fault
+        n_chunks = -(-len(plan.tokens) // max(1, cfg.tokens_per_chunk))
+        return plan, draw_fault(rng, cfg.fault_rates, n_chunks)
+
+    def _usage(self, req: CompletionRequest, plan: Plan) -> dict[str, int]:
+        n = len(plan.tokens)
+        return {
+            "prompt_tokens": req.prompt_tokens,
+            "completion_tokens": n,
+            "total_tokens": req.prompt_tokens + n,
+        }
+
+    async def _fault(self, send: Send, fault: Fault, templates: content.ChunkTemplates) -> None:
+        """Act out a mid-stream fault; returns only for ``malformed``."""
+        self.state.stats.faults[fault.label] += 1
+        if fault.kind == "disconnect":
+            raise ConnectionCut
+        if fault.kind == "stall":
+            await asyncio.get_running_loop().create_future()  # until the client or server quits
+        await send({"type": "http.response.body", "body": templates.malformed(), "more_body": True})
+
+    async def _stream(
+        self,
+        send: Send,
+        req: CompletionRequest,
+        plan: Plan,
+        fault: Fault | None,
+        rid: str,
+        start: float,
+        opened: float,
+    ) -> None:
+        state = self.state
+        cfg = state.config
+        stats = state.stats
+        lateness = stats.lateness
+        admission = state.admission
+        loop = asyncio.get_running_loop()
+        monotonic = time.monotonic
+        time_ns = time.time_ns
+        sleep = asyncio.sleep
+        templates = content.ChunkTemplates(
+            chat=self.chat,
+            id_=rid,
+            created=int(time.time()),
+            model=req.model or cfg.model,
+            crlf=cfg.crlf,
+        )
+        bodies = content.chunk_bodies(plan.tokens, cfg.tokens_per_chunk)
+        gaps = _chunk_gaps(plan, cfg.tokens_per_chunk)
+        fault_at = fault.value if fault is not None else -1
+        per_stream, after = cfg.slowdown_per_stream, cfg.slowdown_after
+        keepalive = cfg.keepalive_ms / 1000.0
+        next_keepalive = opened + keepalive
+        deadline = start + plan.ttft_s
+        for j, body in enumerate(bodies):
+            if j == fault_at:
+                await self._fault(send, fault, templates)  # type: ignore[arg-type]
+            if j:
+                gap = gaps[j - 1]
+                deadline += (
+                    gap * slowdown_factor(admission.active, per_stream, after)
+                    if (per_stream)
+                    else gap
+                )
+            if keepalive:
+                while next_keepalive < deadline:
+                    await sleep(max(0.0, next_keepalive - loop.time()))
+                    await send(
+                        {
+                            "type": "http.response.body",
+                            "body": templates.keepalive,
+                            "more_body": True,
+                        }
+                    )
+                    next_keepalive += keepalive
+            delay = deadline - loop.time()
+            if delay > 0:
+                await sleep(delay)
+            now = monotonic()
+            ns = time_ns()
+            if j or not self.chat:
+                data = templates.content(body, ns)
+            else:
+                data = templates.role(ns) + templates.content(body, ns)
+            lateness.add(now - deadline)
+            await send({"type": "http.response.body", "body": data, "more_body": True})
+            stats.chunks += 1
+        if fault_at == len(bodies):
+            await self._fault(send, fault, templates)  # type: ignore[arg-type]
+        ns = time_ns()
+        tail = templates.final(plan.finish_reason, ns)
+        if req.include_usage:
+            tail += templates.usage(self._usage(req, plan), ns)
+        await send(
+            {"type": "http.response.body", "body": tail + templates.done, "more_body": False}
+        )
+
+    async def _whole(
+        self,
+        send: Send,
+        req: CompletionRequest,
+        plan: Plan,
+        fault: Fault | None,
+        rid: str,
+        seed: int,
+        start: float,
+    ) -> None:
+        """Non-streaming: answer once the whole simulated generation is over."""
+        cfg = self.state.config
+        loop = asyncio.get_running_loop()
+        factor = slowdown_factor(
+            self.state.admission.active, cfg.slowdown_per_stream, cfg.slowdown_after
+        )
+        first = start + plan.ttft_s
+        offsets = [first]
+        for gap in plan.gaps_s:
+            offsets.append(offsets[-1] + gap * factor)
+        n_chunks = -(-len(plan.tokens) // max(1, cfg.tokens_per_chunk))
+        if fault is not None and fault.value <= n_chunks:
+            cut_at = offsets[min(len(offsets) - 1, fault.value * max(1, cfg.tokens_per_chunk))]
+            await asyncio.sleep(max(0.0, cut_at - loop.time()))
+            self.state.stats.faults[fault.label] += 1
+            if fault.kind == "disconnect":
+                raise ConnectionCut
+            if fault.kind == "stall":
+                await loop.create_future()
+            await send_json(send, 200, b'{"id":"malformed","choices":[{"message":')
+            return
+        end = offsets[-1]
+        await asyncio.sleep(max(0.0, end - loop.time()))
+        text = content.text_of(plan.tokens)
+        model = req.model or cfg.model
+        if self.chat:
+            choice: dict[str, Any] = {
+                "index": 0,
+                "message": {"role": "assistant", "content": text, "refusal": None},
+                "logprobs": None,
+                "finish_reason": plan.finish_reason,
+            }
+        else:
+            choice = {
+                "text": text,
+                "index": 0,
+                "logprobs": None,
+                "finish_reason": plan.finish_reason,
+            }
+        lateness_now = time.monotonic()
+        ns = time.time_ns()
+        body = {
+            "id": rid,
+            "object": "chat.completion" if self.chat else "text_completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [choice],
+            "usage": self._usage(req, plan),
+            "x_mock_emitted_ns": ns,
+        }
+        if self.chat:
+            body["system_fingerprint"] = "fp_mock"
+        self.state.stats.lateness.add(lateness_now - end)
+        await send_json(send, 200, orjson.dumps(body), [(b"x-mock-seed", b"%d" % seed)])
+
+
+def _status_fault(code: int, retry_after_s: int) -> ApiError:
+    headers = ((b"retry-after", str(retry_after_s).encode()),) if code == 429 else ()
+    type_ = {429: "rate_limit_error", 401: "authentication_error"}.get(code, "mock_fault")
+    if code >= 500:
+        type_ = "server_error"
+    return ApiError(
+        code, f"mock fault injected: status {code}", type_=type_, code="mock_fault", headers=headers
+    )

@@ -1,0 +1,32 @@
+"""The mock's runtime state: config, counters, admission and the request sequence."""
+
+from __future__ import annotations
+
+from mock_upstream.config import MockConfig
+from mock_upstream.load import Admission
+from mock_upstream.stats import Stats
+
+
+class MockState:
+    def __init__(self, config: MockConfig) -> None:
+        self.config = config
+        self.stats = Stats()
+        self.admission = Admission(config.max_concurrency, config.max_queue)
+        self._seq = 0
+
+    def next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def request_seed(self, seq: int) -> int:
+        """The seed of the seq-th request since start or reset: a pure function of both."""
+        return (self.config.seed * 1_000_003 + seq) & 0xFFFF_FFFF_FFFF
+
+    def reset(self) -> None:
+        self.stats.reset()
+        self._seq = 0
+
+    def snapshot(self) -> dict[str, object]:
+        return self.stats.snapshot(
+            queued=self.admission.queued, active_requests=self.admission.active
+        )
