@@ -1,0 +1,206 @@
+"""``relaybench run``: parse the command line into a ``RunPlan`` and run it.
+
+Exit codes: 0 done (also after Ctrl-C, once the summary of what was measured is built),
+1 the run failed, 2 bad usage (unknown scenario, bad target, unreachable target).
+The last line printed is the run folder's path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from loadtests.config import LoadConfig, Target
+from loadtests.orchestrator import Orchestrator, RunPlan
+from loadtests.servers import MockSettings
+from loadtests.shapes import OPEN_LOOP, SCENARIOS, ShapeParams
+from relaybench.errors import UsageError
+
+DEFAULT_TARGETS = ("direct", "relay", "relay-buffered")
+DEFAULT_RATE = 5.0
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # exit 2 through our own error path
+        raise UsageError(f"{message} (relaybench run --help lists the options)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="relaybench run", description="Run a benchmark and write a run folder.")
+    p.add_argument("--out", type=Path, help="run folder (default runs/<YYYYmmdd-HHMMSS>)")
+    p.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        metavar="NAME=URL",
+        help="an OpenAI-compatible base URL (http://h:p or http://h:p/v1); repeatable. "
+        "Without it, the mock and the relay are started and direct, relay, relay-buffered run",
+    )
+    p.add_argument(
+        "--buffered",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="send stream: false to this --target (repeatable)",
+    )
+    p.add_argument("--scenario", default="steady", help=f"one of {', '.join(SCENARIOS)}")
+    p.add_argument("--users", type=int, default=10, help="users (open loop: in-flight cap)")
+    p.add_argument("--duration", type=float, default=30.0, help="seconds per target")
+    p.add_argument("--rate", type=float, help=f"open loop req/s (default {DEFAULT_RATE:g})")
+    p.add_argument("--steps", type=int, default=5, help="steps of the step scenario")
+    p.add_argument("--api-key", help="Bearer key sent to --target URLs")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--processes", type=int, default=1, help="Locust worker processes")
+    p.add_argument("--web", action="store_true", help="serve Locust's web UI while running")
+    p.add_argument("--web-port", type=int, default=8089)
+    p.add_argument("--ttft-ms", type=float, default=500.0, help="mock time to first token")
+    p.add_argument("--itl-ms", type=float, default=25.0, help="mock time between tokens")
+    p.add_argument("--output-tokens", type=int, default=200, help="mock answer length")
+    p.add_argument(
+        "--max-tokens",
+        default="100-200",
+        help="max_tokens per request: N, LO-HI (seeded uniform), or 'none'",
+    )
+    p.add_argument("--model", default="relaybench-mock")
+    p.add_argument("--timeout", type=float, default=60.0, help="read timeout, seconds")
+    p.add_argument("--header", action="append", default=[], metavar="NAME:VALUE")
+    p.add_argument("--slo-ttft-p95-ms", type=float, default=1000.0)
+    p.add_argument("--slo-error-rate", type=float, default=0.01)
+    p.add_argument("--calibration", type=Path, help="a relaybench calibrate JSON to compare with")
+    return p
+
+
+def _max_tokens(text: str) -> tuple[int, int] | None:
+    if text.lower() == "none":
+        return None
+    lo, _, hi = text.partition("-")
+    try:
+        rng = (int(lo), int(hi or lo))
+    except ValueError:
+        raise UsageError(f"--max-tokens {text!r}: use N, LO-HI or none") from None
+    if not 1 <= rng[0] <= rng[1]:
+        raise UsageError(f"--max-tokens {text!r}: need 1 <= LO <= HI")
+    return rng
+
+
+def _targets(specs: Sequence[str]) -> list[Target]:
+    out: list[Target] = []
+    for spec in specs:
+        name, sep, url = spec.partition("=")
+        if not sep or not name or not url:
+            raise UsageError(f"--target {spec!r}: use NAME=URL, e.g. relay=http://127.0.0.1:8000")
+        target = Target(name, url, stream=True, kind="external", stamps=False)
+        target.check()
+        if any(t.name == name for t in out):
+            raise UsageError(f"--target {name} given twice")
+        out.append(target)
+    return out
+
+
+def _headers(specs: Sequence[str]) -> dict[str, str]:
+    out = {}
+    for spec in specs:
+        name, sep, value = spec.partition(":")
+        if not sep or not name.strip():
+            raise UsageError(f"--header {spec!r}: use NAME:VALUE")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def _calibration(path: Path | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    try:
+        data = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise UsageError(f"--calibration {path}: cannot read it: {exc}") from exc
+    return {"file": str(path), **data} if isinstance(data, dict) else {"file": str(path)}
+
+
+def parse(argv: Sequence[str]) -> RunPlan:
+    args = build_parser().parse_args(argv)
+    if args.scenario not in SCENARIOS:
+        raise UsageError(f"unknown scenario {args.scenario!r}; choose from {', '.join(SCENARIOS)}")
+    for flag, value in (("--users", args.users), ("--processes", args.processes)):
+        if value < 1:
+            raise UsageError(f"{flag} must be at least 1, got {value}")
+    if args.duration <= 0 or args.timeout <= 0:
+        raise UsageError("--duration and --timeout must be positive")
+    if args.rate is not None and args.rate <= 0:
+        raise UsageError(f"--rate must be positive, got {args.rate:g}")
+    if args.steps < 1:
+        raise UsageError(f"--steps must be at least 1, got {args.steps}")
+    targets = _targets(args.target)
+    names = [t.name for t in targets] or list(DEFAULT_TARGETS)
+    for name in args.buffered:
+        if not targets:
+            raise UsageError("--buffered applies to --target names; the default targets are fixed")
+        if name not in names:
+            raise UsageError(f"--buffered {name}: unknown target; choose from {', '.join(names)}")
+    rate = args.rate
+    if rate is None and args.scenario in OPEN_LOOP:
+        rate = DEFAULT_RATE
+    shape = ShapeParams(
+        scenario=args.scenario,
+        users=args.users,
+        duration_s=args.duration,
+        rate=rate,
+        steps=args.steps,
+    )
+    run_dir = args.out or Path("runs") / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise UsageError(f"--out {run_dir} exists and is not empty; choose a new folder")
+    load = LoadConfig(
+        run_dir=str(run_dir),
+        target=Target("-", "http://127.0.0.1"),
+        shape=shape,
+        seed=args.seed,
+        api_key=args.api_key,
+        processes=args.processes,
+        max_tokens=_max_tokens(args.max_tokens),
+        model=args.model,
+        timeout_s=args.timeout,
+        connect_timeout_s=min(10.0, args.timeout),
+        stop_timeout_s=max(10.0, args.timeout),
+        extra_headers=_headers(args.header),
+        web=args.web,
+        web_port=args.web_port,
+    )
+    return RunPlan(
+        run_dir=run_dir,
+        command=shlex.join(["relaybench", "run", *argv]),
+        load=load,
+        targets=targets,
+        buffered=set(args.buffered),
+        mock=MockSettings(args.ttft_ms, args.itl_ms, args.output_tokens, args.seed),
+        slo={"ttft_ms_p95": args.slo_ttft_p95_ms, "error_rate": args.slo_error_rate},
+        calibration=_calibration(args.calibration),
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    plan = parse(list(sys.argv[1:] if argv is None else argv))
+    orchestrator = Orchestrator(plan)
+    summary = orchestrator.run()
+    if summary is not None:
+        try:
+            from reports.markdown import results_table
+
+            print()
+            print(results_table(summary))
+        except ImportError:
+            pass
+        health = summary.get("health") or {}
+        if health.get("degraded"):
+            print("\nhealth: DEGRADED — " + "; ".join(health.get("reasons", [])))
+    if orchestrator.interrupted:
+        print("interrupted: the records measured so far are kept and summarised")
+    print(plan.run_dir)
+    return 0

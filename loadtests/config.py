@@ -1,0 +1,82 @@
+"""Typed configuration handed from the orchestrator to the Locust process of one target.
+
+The orchestrator (``loadtests.cli``) stays plain Python; each target runs in its own Locust
+process (``python -m loadtests.worker CONFIG.json``), which reads this object back. Nothing in
+the load generator reads globals or the environment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+from loadtests.shapes import ShapeParams
+from relaybench.errors import UsageError
+
+KINDS = ("mock", "relay", "external")
+
+
+@dataclass(frozen=True)
+class Target:
+    """One thing to measure. ``url`` is the API base (``http://h:p`` or ``http://h:p/v1``)."""
+
+    name: str
+    url: str
+    stream: bool = True
+    kind: str = "external"
+    stamps: bool = False  # the upstream is our mock: chunks carry x_mock_emitted_ns
+
+    @property
+    def chat_url(self) -> str:
+        base = self.url.rstrip("/")
+        if not base.endswith("/v1"):
+            base += "/v1"
+        return base + "/chat/completions"
+
+    def check(self) -> None:
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise UsageError(f"target {self.name}: {self.url!r} is not an http(s) URL")
+        if not self.name or "." in self.name or "/" in self.name:
+            raise UsageError(f"target name {self.name!r}: use letters, digits, '-' or '_'")
+
+
+@dataclass(frozen=True)
+class LoadConfig:
+    """Everything the Locust process of one target needs."""
+
+    run_dir: str
+    target: Target
+    shape: ShapeParams
+    seed: int = 1
+    api_key: str | None = None
+    processes: int = 1
+    max_tokens: tuple[int, int] | None = (100, 200)
+    model: str = "relaybench-mock"
+    timeout_s: float = 60.0  # read timeout: no byte for this long ends the request
+    connect_timeout_s: float = 10.0
+    stop_timeout_s: float = 60.0  # at the end, in-flight requests get this long to finish
+    extra_headers: dict[str, str] = field(default_factory=dict)
+    web: bool = False
+    web_port: int = 8089
+    progress_interval_s: float = 2.0
+
+    @property
+    def path(self) -> Path:
+        return Path(self.run_dir)
+
+    def dump(self, path: Path) -> None:
+        path.write_bytes(orjson.dumps(asdict(self), option=orjson.OPT_INDENT_2))
+
+    @classmethod
+    def load(cls, path: Path) -> LoadConfig:
+        raw: dict[str, Any] = orjson.loads(path.read_bytes())
+        raw["target"] = Target(**raw["target"])
+        raw["shape"] = ShapeParams(**raw["shape"])
+        if raw.get("max_tokens") is not None:
+            raw["max_tokens"] = tuple(raw["max_tokens"])
+        return cls(**raw)

@@ -1,0 +1,253 @@
+"""Runs a benchmark: each target in turn, one Locust process each, into one run folder.
+
+Plain Python (no gevent): it starts or checks the targets, writes ``run.json``, launches
+``python -m loadtests.worker`` per target, forwards Ctrl-C to it by PID, saves the mock's
+counters after each target, stops its servers, and finally has ``reports`` build the summary
+(``docs/run-folder.md`` describes everything it writes).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from importlib import metadata
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import orjson
+
+from loadtests.config import LoadConfig, Target
+from loadtests.servers import BenchServers, MockSettings, check_reachable
+from relaybench.errors import RelaybenchError
+
+SCHEMA_VERSION = 1
+WORKER_EXIT_GRACE_S = 20.0
+VERSIONED = ("relaybench", "locust", "gevent", "geventhttpclient", "orjson", "psutil")
+
+
+@dataclass
+class RunPlan:
+    """What ``relaybench run`` was asked to do (built by ``loadtests.cli``)."""
+
+    run_dir: Path
+    command: str
+    load: LoadConfig  # the template: target and run_dir are filled in per target
+    targets: list[Target]  # empty: start our own mock and relay, measure the default targets
+    buffered: set[str] = field(default_factory=set)
+    mock: MockSettings = field(default_factory=MockSettings)
+    slo: dict[str, float] | None = None
+    calibration: dict[str, Any] | None = None
+
+
+def _now_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def _environment(processes: int) -> dict[str, Any]:
+    versions = {}
+    for name in VERSIONED:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count() or 1,
+        "versions": versions,
+        "processes": processes,
+    }
+
+
+def default_targets(servers: BenchServers) -> list[Target]:
+    assert servers.mock and servers.relay
+    return [
+        Target("direct", servers.mock.url, stream=True, kind="mock", stamps=True),
+        Target("relay", servers.relay.url, stream=True, kind="relay", stamps=True),
+        Target("relay-buffered", servers.relay.url, stream=False, kind="relay", stamps=True),
+    ]
+
+
+class Orchestrator:
+    def __init__(self, plan: RunPlan) -> None:
+        self.plan = plan
+        self.run_dir = plan.run_dir
+        self.interrupted = False
+        self.servers: BenchServers | None = None
+        self._child: subprocess.Popen[bytes] | None = None
+        self.meta: dict[str, Any] = {}
+
+    # -- signals ------------------------------------------------------------------------------
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.interrupted = True
+        child = self._child
+        if child is not None and child.poll() is None:
+            os.kill(child.pid, signal.SIGINT)
+
+    # -- the run ------------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any] | None:
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            targets = self._prepare_targets()
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self._write_meta_start(targets)
+            for target in targets:
+                if self.interrupted:
+                    break
+                self._run_target(target)
+        finally:
+            if self.servers is not None:
+                self.servers.stop()
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+        self.meta["ended_at"] = _now_iso()
+        self.meta["interrupted"] = self.interrupted
+        self._save_meta()
+        return self._summarize() if self.meta.get("targets") else None
+
+    def _prepare_targets(self) -> list[Target]:
+        plan = self.plan
+        if plan.targets:
+            for t in plan.targets:
+                check_reachable(t.name, t.url)
+            return [replace(t, stream=t.name not in plan.buffered) for t in plan.targets]
+        self.servers = BenchServers(plan.mock)
+        print("starting the mock upstream and the relay ...", flush=True)
+        self.servers.start()
+        assert self.servers.mock and self.servers.relay
+        print(f"  mock  {self.servers.mock.url}\n  relay {self.servers.relay.url}", flush=True)
+        return default_targets(self.servers)
+
+    def _write_meta_start(self, targets: list[Target]) -> None:
+        plan = self.plan
+        load = plan.load
+        self.meta = {
+            "schema_version": SCHEMA_VERSION,
+            "scenario": load.shape.scenario,
+            "command": plan.command,
+            "started_at": _now_iso(),
+            "ended_at": None,
+            "seed": load.seed,
+            "users": load.shape.users,
+            "duration_s": load.shape.duration_s,
+            "interrupted": False,
+            "scenario_params": load.shape.as_dict(),
+            "slo": plan.slo,
+            "mock": plan.mock.as_dict() if self.servers else None,
+            "max_tokens": list(load.max_tokens) if load.max_tokens else None,
+            "targets": {},
+            "planned_targets": [t.name for t in targets],
+            "environment": _environment(load.processes),
+        }
+        if plan.calibration is not None:
+            self.meta["calibration"] = plan.calibration
+        self._save_meta()
+
+    def _save_meta(self) -> None:
+        path = self.run_dir / "run.json"
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_bytes(orjson.dumps(self.meta, option=orjson.OPT_INDENT_2))
+        tmp.replace(path)
+
+    def _run_target(self, target: Target) -> None:
+        plan = self.plan
+        api_key = self.servers.api_key if (self.servers and target.kind == "relay") else None
+        cfg = replace(
+            plan.load,
+            run_dir=str(self.run_dir),
+            target=target,
+            api_key=api_key if self.servers else plan.load.api_key,
+        )
+        if self.servers is not None:
+            self.servers.reset_mock()
+        entry: dict[str, Any] = {
+            "url": target.url,
+            "stream": target.stream,
+            "kind": target.kind,
+            "stamps": target.stamps,
+            "started_ns": time.time_ns(),
+            "ended_ns": None,
+        }
+        self.meta["targets"][target.name] = entry
+        self._save_meta()
+        mode = "streaming" if target.stream else "buffered (stream: false)"
+        print(
+            f"== {target.name}: {target.url} {mode}, {cfg.shape.scenario}, "
+            f"{cfg.shape.users} users, {cfg.shape.duration_s:g} s",
+            flush=True,
+        )
+        code = self._launch(cfg)
+        entry["ended_ns"] = time.time_ns()
+        if self.servers is not None:
+            stats = self.servers.mock_stats()
+            path = self.run_dir / "mock_stats" / f"{target.name}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(orjson.dumps(stats, option=orjson.OPT_INDENT_2))
+        result = self.run_dir / "loadgen" / f"{target.name}.locust.json"
+        if result.exists():
+            entry["locust"] = orjson.loads(result.read_bytes())
+        self._save_meta()
+        if code not in (0, 130) and not self.interrupted:
+            raise RelaybenchError(f"the load generator for {target.name} exited with code {code}")
+
+    def _launch(self, cfg: LoadConfig) -> int:
+        role = "local" if cfg.processes == 1 else "master"
+        with tempfile.TemporaryDirectory(prefix="relaybench-") as tmp:
+            config_path = Path(tmp) / "load.json"  # outside the run folder: it holds the API key
+            cfg.dump(config_path)
+            argv = [sys.executable, "-m", "loadtests.worker", str(config_path), "--role", role]
+            self._child = subprocess.Popen(argv, start_new_session=True)
+            try:
+                return self._wait_child(cfg)
+            finally:
+                child, self._child = self._child, None
+                if child.poll() is None:
+                    os.kill(child.pid, signal.SIGKILL)
+                    child.wait()
+
+    def _wait_child(self, cfg: LoadConfig) -> int:
+        child = self._child
+        assert child is not None
+        limit = cfg.shape.duration_s + cfg.stop_timeout_s + 120
+        deadline = time.monotonic() + limit
+        signalled_at: float | None = None
+        while True:
+            try:
+                return child.wait(timeout=0.2)
+            except subprocess.TimeoutExpired:
+                pass
+            now = time.monotonic()
+            if self.interrupted and signalled_at is None:
+                signalled_at = now
+            if signalled_at is not None and now - signalled_at > WORKER_EXIT_GRACE_S:
+                os.kill(child.pid, signal.SIGKILL)
+            if now > deadline:
+                os.kill(child.pid, signal.SIGKILL)
+                child.wait()
+                raise RelaybenchError(f"the load generator ran past {limit:.0f}s and was killed")
+
+    def _summarize(self) -> dict[str, Any] | None:
+        if not any((self.run_dir / "records").glob("*.jsonl")):
+            print("no records were written; no summary", file=sys.stderr)
+            return None
+        try:
+            from reports.pipeline import rebuild  # type: ignore[import-not-found]
+        except ImportError:
+            from reports.summary import write_summary
+
+            return write_summary(self.run_dir)
+        result = rebuild(self.run_dir)
+        summary = result.get("summary") if isinstance(result, dict) else None
+        if summary is None or "targets" not in summary:
+            summary = orjson.loads((self.run_dir / "summary.json").read_bytes())
+        return summary

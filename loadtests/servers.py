@@ -1,0 +1,118 @@
+"""The servers ``relaybench run`` owns when no ``--target`` is given: the mock and the relay.
+
+Both are subprocesses (``relaybench.procs.ServerProcess``) on free loopback ports; each is
+ready once it printed ``listening on`` and answers ``GET /health``. They are stopped by PID,
+relay first, at the end, on error and on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from relaybench.errors import RelaybenchError, UsageError
+from relaybench.procs import ServerProcess
+
+BENCH_PLAN = "bench"
+BENCH_PLANS = {BENCH_PLAN: {"rpm": 1_000_000_000, "max_streams": 100_000}}
+
+
+@dataclass(frozen=True)
+class MockSettings:
+    ttft_ms: float = 500.0
+    itl_ms: float = 25.0
+    output_tokens: int = 200
+    seed: int = 1
+
+    def args(self) -> list[str]:
+        return [
+            "--ttft-ms",
+            f"{self.ttft_ms:g}",
+            "--itl-ms",
+            f"{self.itl_ms:g}",
+            "--output-tokens",
+            str(self.output_tokens),
+            "--seed",
+            str(self.seed),
+        ]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def http_json(url: str, *, method: str = "GET", timeout: float = 5.0) -> Any:
+    req = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        body = resp.read()
+    return json.loads(body) if body else None
+
+
+def wait_healthy(url: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            http_json(url.rstrip("/") + "/health", timeout=2.0)
+            return
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            last = exc
+            time.sleep(0.1)
+    raise RelaybenchError(f"{url}/health did not answer within {timeout:g}s: {last}")
+
+
+def check_reachable(name: str, url: str, timeout: float = 3.0) -> None:
+    """Fail before any load when a target cannot even be connected to."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise UsageError(f"target {name} at {url} is unreachable: {exc}") from exc
+
+
+class BenchServers:
+    """Starts the mock and the relay, and a bench API key for the relay."""
+
+    def __init__(self, mock: MockSettings) -> None:
+        self.settings = mock
+        self.mock: ServerProcess | None = None
+        self.relay: ServerProcess | None = None
+        self.api_key = ""
+        self._tmp = tempfile.TemporaryDirectory(prefix="relaybench-keys-")
+
+    def start(self) -> None:
+        base = ["--host", "127.0.0.1", "--port", "0"]
+        self.mock = ServerProcess("mock", ["-m", "mock_upstream", *base, *self.settings.args()])
+        self.mock.start()
+        wait_healthy(self.mock.url)
+        from relay.keys import create_key  # the relay's own key format, imported when needed
+
+        keys_file = Path(self._tmp.name) / "keys.json"
+        self.api_key = create_key(keys_file, BENCH_PLAN, BENCH_PLANS)
+        relay_args = ["--upstream-url", self.mock.url, "--keys-file", str(keys_file)]
+        self.relay = ServerProcess("relay", ["-m", "relay", *base, *relay_args])
+        self.relay.start()
+        wait_healthy(self.relay.url)
+
+    def reset_mock(self) -> None:
+        assert self.mock is not None
+        http_json(self.mock.url + "/mock/reset", method="POST")
+
+    def mock_stats(self) -> Any:
+        assert self.mock is not None
+        return http_json(self.mock.url + "/mock/stats")
+
+    def stop(self) -> None:
+        for server in (self.relay, self.mock):
+            if server is not None:
+                server.stop()
+        self._tmp.cleanup()

@@ -1,0 +1,89 @@
+"""Where a load-generator process puts what it measured: records and its own CPU samples.
+
+Both are JSON lines appended to the run folder while the run goes (``docs/run-folder.md``):
+records are buffered and written every ``FLUSH_INTERVAL_S`` or every ``FLUSH_RECORDS`` records,
+whichever comes first, so a Ctrl-C or a crash loses at most half a second of measurements.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+import psutil
+
+FLUSH_INTERVAL_S = 0.5
+FLUSH_RECORDS = 100
+SAMPLE_INTERVAL_S = 1.0
+
+
+def worker_id(pid: int, n: int | None = None) -> str:
+    return f"w{pid}" if n is None else f"w{pid}-{n}"
+
+
+class RecordWriter:
+    """Appends records to ``records/<target>.<worker>.jsonl``."""
+
+    def __init__(self, run_dir: Path, target: str, worker: str) -> None:
+        path = run_dir / "records" / f"{target}.{worker}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._file: IO[bytes] = path.open("ab")
+        self._pending: list[bytes] = []
+        self._last_flush = time.monotonic()
+        self.count = 0
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._pending.append(orjson.dumps(record) + b"\n")
+        self.count += 1
+        if len(self._pending) >= FLUSH_RECORDS:
+            self.flush()
+
+    def flush_if_due(self) -> None:
+        if self._pending and time.monotonic() - self._last_flush >= FLUSH_INTERVAL_S:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            self._file.write(b"".join(self._pending))
+            self._pending.clear()
+        self._file.flush()
+        self._last_flush = time.monotonic()
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self.flush()
+            self._file.close()
+
+
+class CpuSampler:
+    """Samples this process's CPU (100 = one core) and memory to ``loadgen/*.jsonl``."""
+
+    def __init__(self, run_dir: Path, target: str, worker: str) -> None:
+        path = run_dir / "loadgen" / f"{target}.{worker}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.worker = worker
+        self._file: IO[bytes] = path.open("ab")
+        self._proc = psutil.Process()
+        self._proc.cpu_percent(None)  # prime: the first call has no interval to measure
+        self.max_pct = 0.0
+
+    def sample(self, users: int) -> dict[str, Any]:
+        pct = self._proc.cpu_percent(None)
+        self.max_pct = max(self.max_pct, pct)
+        row = {
+            "t_ns": time.time_ns(),
+            "worker": self.worker,
+            "cpu_pct": round(pct, 1),
+            "rss_mb": round(self._proc.memory_info().rss / 2**20, 1),
+            "users": users,
+        }
+        self._file.write(orjson.dumps(row) + b"\n")
+        self._file.flush()
+        return row
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.close()

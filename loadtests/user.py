@@ -1,0 +1,244 @@
+"""The Locust user: one OpenAI chat completion per task, streamed and timed chunk by chunk.
+
+The HTTP client is geventhttpclient (what Locust's FastHttpUser wraps), used directly: one
+keep-alive ``HTTPClient`` per user, the request body serialised once with orjson, and the body
+read as raw socket reads fed to the project's SSE decoder (``loadtests.record``). FastHttpUser's
+session would add its own Locust request row, header copies and a ``stream=True`` path that
+stops at the headers; requests/HttpUser costs several times more CPU per request (see the
+README's ``loadtests`` section for the measured per-request cost).
+
+Every request becomes one record (``loadtests.record``) and two rows in Locust's own statistics,
+``TTFT <target>`` and ``E2E <target>``, so the web UI and CSVs show them live. Exact percentiles
+come from the records, not from Locust's rounded buckets.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import gevent
+import gevent.event
+import orjson
+from geventhttpclient import HTTPClient
+from locust import User, constant, task
+
+from loadtests import outcome, schedule, shapes
+from loadtests.config import LoadConfig
+from loadtests.record import RecordBuilder
+from loadtests.sink import RecordWriter
+from loadtests.workload import Workload, WorkloadConfig
+
+READ_SIZE = 65536
+
+
+class LoadContext:
+    """Per-process state shared by the users of one target: config, sink, workload, schedule."""
+
+    def __init__(self, config: LoadConfig, worker: str, writer: RecordWriter) -> None:
+        self.config = config
+        self.worker = worker
+        self.writer = writer
+        self.target = config.target
+        self.index = 0
+        self.workload: Workload | None = None
+        parts = urlsplit(config.target.chat_url)
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.ssl = parts.scheme == "https"
+        self.path = parts.path + (f"?{parts.query}" if parts.query else "")
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream" if config.target.stream else "application/json",
+            **config.extra_headers,
+        }
+        if config.api_key:
+            headers["Authorization"] = f"Bearer {config.api_key}"
+        self.headers = headers
+        self.ttft_name = f"TTFT {config.target.name}"
+        self.e2e_name = f"E2E {config.target.name}"
+        self.t0_ns: int | None = None
+        self.started = gevent.event.Event()
+        self._seq = 0
+        self._arrivals: Iterator[tuple[int, float | None]] | None = None
+
+    def start(self, t0_ns: int, index: int) -> None:
+        """Time zero of the run (the same on every process; the schedule hangs from it) and
+        this process's index among the load generators (its share of schedule and workload)."""
+        self.t0_ns = t0_ns
+        self.index = index
+        cfg = self.config
+        self.workload = Workload(
+            WorkloadConfig(seed=cfg.seed, model=cfg.model, max_tokens=cfg.max_tokens), index
+        )
+        params = self.config.shape
+        if params.open_loop:
+            segments = shapes.rate_segments(params)
+            offsets = schedule.arrival_offsets(
+                segments, poisson=params.scenario == "poisson", seed=self.config.seed
+            )
+            mine = schedule.share(offsets, self.index, self.config.processes)
+            self._arrivals = iter(
+                [(schedule.intended_ns(t0_ns, o), schedule.rate_at(segments, o)) for o in mine]
+            )
+        self.started.set()
+
+    def next_seq(self) -> int:
+        seq, self._seq = self._seq, self._seq + 1
+        return seq
+
+    def next_arrival(self) -> tuple[int, float | None] | None:
+        assert self._arrivals is not None
+        return next(self._arrivals, None)
+
+    def step_at(self, wall_ns: int) -> int | None:
+        if self.config.shape.scenario != "step" or self.t0_ns is None:
+            return None
+        stage = shapes.stage_at(self.config.shape, (wall_ns - self.t0_ns) / 1e9)
+        return stage.step if stage else self.config.shape.steps - 1
+
+
+def _read_some(resp: Any) -> bytes | None:
+    """The body bytes available now (waiting for at least one read); b"" at the end of the
+    message, None when the connection closed before the end."""
+    buf = resp._body_buffer
+    while True:
+        if buf:
+            data = bytes(buf)
+            del buf[:]
+            return data
+        if resp.message_complete:
+            return b""
+        sock = resp._sock
+        if sock is None:
+            return None
+        data = sock.recv(READ_SIZE)
+        if not data:
+            return None
+        resp.feed(data)
+
+
+def measure(http: HTTPClient, ctx: LoadContext, builder: RecordBuilder, payload: bytes) -> None:
+    """Send one request and feed everything that arrives to ``builder``."""
+    perf, wall = time.perf_counter_ns, time.time_ns
+    resp = None
+    try:
+        resp = http.request("POST", ctx.path, body=payload, headers=ctx.headers)
+        builder.headers(resp.status_code, perf())
+        while True:
+            data = _read_some(resp)
+            pc, now = perf(), wall()
+            if data is None:
+                if builder.stream and not builder.http_error:
+                    builder.finish(pc, now)  # no [DONE] -> truncated
+                else:
+                    builder.fail(outcome.TRUNCATED, "connection closed before the end", pc)
+                return
+            if not data:
+                builder.finish(pc, now)
+                return
+            builder.body(data, pc, now)
+    except Exception as exc:
+        got_response = resp is not None
+        builder.fail(outcome.from_exception(exc, connected=got_response), _describe(exc), perf())
+    finally:
+        if resp is not None and not resp.message_complete:
+            resp.release()  # an unfinished body: the socket is closed, never reused
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class ChatUser(User):
+    """Subclassed per run by ``make_user_class`` with the run's ``LoadContext``."""
+
+    abstract = True
+    wait_time = constant(0)
+    ctx: LoadContext
+
+    def on_start(self) -> None:
+        ctx = self.ctx
+        cfg = ctx.config
+        self.http = HTTPClient(
+            ctx.host,
+            ctx.port,
+            ssl=ctx.ssl,
+            concurrency=1,
+            connection_timeout=cfg.connect_timeout_s,
+            network_timeout=cfg.timeout_s,
+            insecure=True,
+        )
+
+    def on_stop(self) -> None:
+        self.http.close()
+
+    @task
+    def chat(self) -> None:
+        ctx = self.ctx
+        if not ctx.started.is_set():
+            ctx.started.wait()
+        intended = rate = None
+        if ctx.config.shape.open_loop:
+            arrival = ctx.next_arrival()
+            if arrival is None:  # schedule done: idle until the shape ends the run
+                gevent.sleep(0.5)
+                return
+            intended, rate = arrival
+            delay = (intended - time.time_ns()) / 1e9
+            if delay > 0:
+                gevent.sleep(delay)
+        seq = ctx.next_seq()
+        target = ctx.target
+        assert ctx.workload is not None
+        body, max_tokens = ctx.workload.request(seq, stream=target.stream)
+        payload = orjson.dumps(body)
+        start_ns = time.time_ns()
+        builder = RecordBuilder(
+            target=target.name,
+            worker=ctx.worker,
+            seq=seq,
+            stream=target.stream,
+            start_ns=start_ns,
+            start_pc=time.perf_counter_ns(),
+            users=self.environment.runner.user_count if self.environment.runner else 0,
+            step=ctx.step_at(start_ns),
+            rate=rate,
+            intended_ns=intended,
+            max_tokens=max_tokens,
+        )
+        measure(self.http, ctx, builder, payload)
+        rec = builder.record()
+        ctx.writer.write(rec)
+        self._report(ctx, rec)
+
+    def _report(self, ctx: LoadContext, rec: dict[str, Any]) -> None:
+        fire = self.environment.events.request.fire
+        error = None
+        if rec["error"]:
+            error = RuntimeError(f"{rec['error']} (status {rec['status']})")
+        if rec["ttft_ms"] is not None:
+            fire(
+                request_type="TTFT",
+                name=ctx.ttft_name,
+                response_time=rec["ttft_ms"],
+                response_length=0,
+                exception=None,
+                context={},
+            )
+        fire(
+            request_type="E2E",
+            name=ctx.e2e_name,
+            response_time=rec["e2e_ms"] or 0.0,
+            response_length=rec["output_tokens"],
+            exception=error,
+            context={},
+        )
+
+
+def make_user_class(ctx: LoadContext) -> type[ChatUser]:
+    """A concrete user class bound to this run's context (Locust wants classes, not instances)."""
+    return type("ChatUser", (ChatUser,), {"ctx": ctx, "host": ctx.target.url, "abstract": False})

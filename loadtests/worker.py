@@ -1,0 +1,280 @@
+"""The Locust process of one target: ``python -m loadtests.worker CONFIG.json [--role ...]``.
+
+It runs in its own process because gevent must monkey-patch before anything else is imported,
+and the orchestrator (``loadtests.cli``) should stay plain Python that starts servers, handles
+signals and stops everything by PID.
+
+Roles:
+- ``local``  (``--processes 1``): one process, Locust's ``LocalRunner``.
+- ``master`` (``--processes N``): a Locust ``MasterRunner`` on 127.0.0.1 that starts ``N``
+  ``worker`` subprocesses of this module, waits until they are all connected, then drives the
+  scenario. It generates no load itself.
+- ``worker``: a ``WorkerRunner`` connected to ``--master-host``/``--master-port``; it writes its
+  own ``records/<target>.<worker>.jsonl`` and ``loadgen/<target>.<worker>.jsonl``. Started on
+  another machine with a copy of the config, it is a remote load generator (README).
+
+The local/master process writes ``loadgen/<target>.locust.json`` at the end: Locust's own request
+counts, which must equal the pooled records (a test checks it), and whether it was interrupted.
+"""
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import argparse  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import gevent  # noqa: E402
+import gevent.event  # noqa: E402
+import orjson  # noqa: E402
+from locust.env import Environment  # noqa: E402
+from locust.shape import LoadTestShape  # noqa: E402
+
+from loadtests import shapes  # noqa: E402
+from loadtests.config import LoadConfig  # noqa: E402
+from loadtests.sink import CpuSampler, RecordWriter, worker_id  # noqa: E402
+from loadtests.user import ChatUser, LoadContext, make_user_class  # noqa: E402
+
+T0_MESSAGE = "relaybench_t0"
+WORKERS_READY_TIMEOUT_S = 60.0
+
+
+class ScenarioShape(LoadTestShape):
+    """Adapts the pure ``shapes.stage_at`` to Locust's shape protocol."""
+
+    def __init__(self, params: shapes.ShapeParams) -> None:
+        super().__init__()
+        self.params = params
+
+    def tick(self) -> tuple[int, float] | None:
+        stage = shapes.stage_at(self.params, self.get_run_time())
+        if stage is None:
+            return None
+        return stage.users, float(max(50, stage.users * 2))  # ramps are the shape's, not Locust's
+
+
+def _housekeeping(ctx: LoadContext, sampler: CpuSampler, env: Environment) -> None:
+    """Flush records often and sample this process's CPU about once a second."""
+    next_sample = time.monotonic()
+    while True:
+        ctx.writer.flush_if_due()
+        now = time.monotonic()
+        if now >= next_sample:
+            sampler.sample(env.runner.user_count if env.runner else 0)
+            next_sample += 1.0
+            if next_sample < now:  # fell behind (a busy process): do not burst
+                next_sample = now + 1.0
+        gevent.sleep(0.1)
+
+
+def _progress(env: Environment, cfg: LoadConfig, t_start: float) -> None:
+    name = cfg.target.name
+    total = cfg.shape.duration_s
+    deadline = t_start
+    while True:
+        deadline += cfg.progress_interval_s
+        gevent.sleep(max(0.0, deadline - time.monotonic()))
+        ttft = env.stats.get(f"TTFT {name}", "TTFT")
+        e2e = env.stats.get(f"E2E {name}", "E2E")
+        users = env.runner.user_count if env.runner else 0
+        p50 = ttft.get_response_time_percentile(0.5) if ttft.num_requests else 0
+        p95 = ttft.get_response_time_percentile(0.95) if ttft.num_requests else 0
+        elapsed = min(time.monotonic() - t_start, total)
+        print(
+            f"  [{name}] {elapsed:5.0f}/{total:.0f} s  users {users:4d}  "
+            f"{e2e.current_rps:6.1f} req/s  TTFT p50 {p50:.0f} p95 {p95:.0f} ms  "
+            f"done {e2e.num_requests}  errors {e2e.num_failures}",
+            flush=True,
+        )
+
+
+def _write_result(env: Environment, cfg: LoadConfig, interrupted: bool, workers: int) -> None:
+    name = cfg.target.name
+    e2e = env.stats.get(f"E2E {name}", "E2E")
+    ttft = env.stats.get(f"TTFT {name}", "TTFT")
+    result = {
+        "locust_requests": e2e.num_requests,
+        "locust_failures": e2e.num_failures,
+        "locust_ttft_count": ttft.num_requests,
+        "interrupted": interrupted,
+        "processes": workers,
+    }
+    path = cfg.path / "loadgen" / f"{name}.locust.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+
+
+class _Stopper:
+    """Ends the run on the shape's end or on SIGINT/SIGTERM."""
+
+    def __init__(self, env: Environment) -> None:
+        self.done = gevent.event.Event()
+        self.interrupted = False
+        env.events.test_stop.add_listener(lambda **_: self.done.set())
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            gevent.signal_handler(sig, self._interrupt)
+
+    def _interrupt(self) -> None:
+        self.interrupted = True
+        self.done.set()
+
+
+def _start_web(env: Environment, cfg: LoadConfig) -> None:
+    if cfg.web:
+        env.create_web_ui("127.0.0.1", cfg.web_port)
+        print(f"  Locust web UI: http://127.0.0.1:{cfg.web_port}", flush=True)
+
+
+def run_local(cfg: LoadConfig) -> int:
+    worker = worker_id(os.getpid())
+    writer = RecordWriter(cfg.path, cfg.target.name, worker)
+    sampler = CpuSampler(cfg.path, cfg.target.name, worker)
+    ctx = LoadContext(cfg, worker, writer)
+    env = Environment(
+        user_classes=[make_user_class(ctx)],
+        shape_class=ScenarioShape(cfg.shape),
+        stop_timeout=cfg.stop_timeout_s,
+    )
+    runner = env.create_local_runner()
+    stopper = _Stopper(env)
+    _start_web(env, cfg)
+    t_start = time.monotonic()
+    chores = [
+        gevent.spawn(_housekeeping, ctx, sampler, env),
+        gevent.spawn(_progress, env, cfg, t_start),
+    ]
+    ctx.start(time.time_ns(), index=0)
+    runner.start_shape()
+    stopper.done.wait(cfg.shape.duration_s + cfg.stop_timeout_s + 30)
+    if stopper.interrupted:
+        env.stop_timeout = 0  # Ctrl-C: stop now; what finished is already recorded
+    runner.quit()
+    gevent.killall(chores)
+    sampler.sample(0)
+    writer.close()
+    sampler.close()
+    if env.web_ui:
+        env.web_ui.stop()
+    _write_result(env, cfg, stopper.interrupted, 1)
+    return 130 if stopper.interrupted else 0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_master(cfg: LoadConfig, config_path: Path) -> int:
+    env = Environment(
+        user_classes=[type("ChatUser", (ChatUser,), {"abstract": False, "host": cfg.target.url})],
+        shape_class=ScenarioShape(cfg.shape),
+        stop_timeout=cfg.stop_timeout_s,
+    )
+    port = _free_port()
+    runner = env.create_master_runner("127.0.0.1", port)
+    stopper = _Stopper(env)
+    argv = [sys.executable, "-m", "loadtests.worker", str(config_path), "--role", "worker"]
+    procs = [
+        subprocess.Popen(
+            [*argv, "--master-port", str(port)],
+            start_new_session=True,  # we forward signals ourselves, by PID
+        )
+        for _ in range(cfg.processes)
+    ]
+    try:
+        deadline = time.monotonic() + WORKERS_READY_TIMEOUT_S
+        while len(runner.clients.ready) < cfg.processes:
+            if time.monotonic() > deadline or stopper.interrupted:
+                print("error: Locust workers did not connect", file=sys.stderr, flush=True)
+                return 1
+            if any(p.poll() is not None for p in procs):
+                print("error: a Locust worker exited before the run", file=sys.stderr, flush=True)
+                return 1
+            gevent.sleep(0.05)
+        _start_web(env, cfg)
+        t_start = time.monotonic()
+        progress = gevent.spawn(_progress, env, cfg, t_start)
+        runner.send_message(T0_MESSAGE, time.time_ns())
+        runner.start_shape()
+        stopper.done.wait(cfg.shape.duration_s + cfg.stop_timeout_s + 30)
+        if stopper.interrupted:
+            for p in procs:
+                if p.poll() is None:
+                    os.kill(p.pid, signal.SIGINT)
+        runner.quit()
+        progress.kill()
+        _wait_workers(procs)
+        # the last stats reports arrive with the workers' quit; give them a moment
+        gevent.sleep(0.3)
+        _write_result(env, cfg, stopper.interrupted, cfg.processes)
+        if env.web_ui:
+            env.web_ui.stop()
+        return 130 if stopper.interrupted else 0
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.kill(p.pid, signal.SIGKILL)
+                p.wait()
+
+
+def _wait_workers(procs: Sequence[subprocess.Popen[bytes]], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    for p in procs:
+        while p.poll() is None and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+
+
+def run_worker(cfg: LoadConfig, master_host: str, master_port: int) -> int:
+    worker = worker_id(os.getpid())
+    writer = RecordWriter(cfg.path, cfg.target.name, worker)
+    sampler = CpuSampler(cfg.path, cfg.target.name, worker)
+    ctx = LoadContext(cfg, worker, writer)
+    env = Environment(user_classes=[make_user_class(ctx)], stop_timeout=cfg.stop_timeout_s)
+    runner = env.create_worker_runner(master_host, master_port)
+    runner.register_message(T0_MESSAGE, lambda msg, **_: ctx.start(msg.data, runner.worker_index))
+    interrupted = False
+
+    def interrupt() -> None:
+        nonlocal interrupted
+        interrupted = True
+        env.stop_timeout = 0
+        gevent.spawn(runner.quit)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        gevent.signal_handler(sig, interrupt)
+    chore = gevent.spawn(_housekeeping, ctx, sampler, env)
+    runner.greenlet.join()
+    chore.kill()
+    sampler.sample(0)
+    writer.close()
+    sampler.close()
+    return 130 if interrupted else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m loadtests.worker")
+    parser.add_argument("config", type=Path, help="LoadConfig JSON written by relaybench run")
+    parser.add_argument("--role", choices=("local", "master", "worker"), default="local")
+    parser.add_argument("--master-host", default="127.0.0.1")
+    parser.add_argument("--master-port", type=int, default=5557)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    cfg = LoadConfig.load(args.config)
+    if args.role == "local":
+        return run_local(cfg)
+    if args.role == "master":
+        return run_master(cfg, args.config)
+    return run_worker(cfg, args.master_host, args.master_port)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
