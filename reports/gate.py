@@ -346,7 +346,7 @@ def _relative_distribution(
         )
     except ValueError as exc:
         raise UsageError(f"{check.target} {check.metric}: {exc}") from exc
-    violated, significant = _judge(check, iv)
+    violated, significant = judge_change(check.op, check.value, iv)
     estimate_b = float(np.percentile(base, q) if q != "mean" else base.mean())
     estimate_c = float(np.percentile(current, q) if q != "mean" else current.mean())
     verdict = "significant" if significant else "not significant"
@@ -360,16 +360,16 @@ def _relative_distribution(
     return Result(check.target, check.metric, passed, estimate_c, check.text, detail, "relative")
 
 
-def _judge(check: Check, iv: Interval) -> tuple[bool, bool]:
+def judge_change(op: str, tolerance: float, iv: Interval) -> tuple[bool, bool]:
     """(beyond the tolerance?, significantly on the bad side?) for a relative change interval.
 
     ``<= t``: bad means larger; significant when the whole interval is above min(0, t) — above 0
     for the usual non-negative tolerance (a real slowdown), above t when t demands a speed-up.
-    ``>= t`` mirrors it.
+    ``>= t`` mirrors it. The check fails only when both are true.
     """
-    if check.op == "<=":
-        return iv.estimate > check.value, iv.low > min(0.0, check.value)
-    return iv.estimate < check.value, iv.high < max(0.0, check.value)
+    if op == "<=":
+        return iv.estimate > tolerance, iv.low > min(0.0, tolerance)
+    return iv.estimate < tolerance, iv.high < max(0.0, tolerance)
 
 
 def _change(base: float, current: float) -> float:
