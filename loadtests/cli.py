@@ -62,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--web-port", type=int, default=8089)
     p.add_argument("--ttft-ms", type=float, default=500.0, help="mock time to first token")
     p.add_argument("--itl-ms", type=float, default=25.0, help="mock time between tokens")
-    p.add_argument("--output-tokens", type=int, default=200, help="mock answer length")
+    p.add_argument(
+        "--output-tokens", type=int, default=150, help="mock answer length without max_tokens"
+    )
     p.add_argument(
         "--max-tokens",
         default="100-200",

@@ -29,8 +29,9 @@ BENCH_PLANS = {BENCH_PLAN: {"rpm": 1_000_000_000, "max_streams": 100_000}}
 class MockSettings:
     ttft_ms: float = 500.0
     itl_ms: float = 25.0
-    output_tokens: int = 200
+    output_tokens: int = 150  # when a request sets no max_tokens
     seed: int = 1
+    from_max_tokens: bool = True  # answer exactly max_tokens: the seeded length distribution
 
     def args(self) -> list[str]:
         return [
@@ -42,6 +43,7 @@ class MockSettings:
             str(self.output_tokens),
             "--seed",
             str(self.seed),
+            *(["--output-from-max-tokens"] if self.from_max_tokens else []),
         ]
 
     def as_dict(self) -> dict[str, Any]:
