@@ -14,6 +14,8 @@ slo_ttft_ms = 1000               # settings: plain numbers / strings, not limits
 
 A limit is a string ``"<OP> <NUMBER>"`` with OP ``<=`` or ``>=``; a trailing ``%`` makes it
 relative (``"<= +10%"``: at most 10 % above the baseline; ``">= -5%"``: at most 5 % below).
+TOML allows a key once per table, so a metric with two limits takes a list:
+``"ttft_ms.p95" = ["<= 800", "<= +15%"]``.
 Every mistake is a ``UsageError`` (exit 2) naming the file, the table and the key.
 """
 
@@ -129,7 +131,10 @@ def parse_thresholds(text: str, path: Path | str = "<thresholds>") -> Thresholds
             settings, derived_checks = _parse_derived(path, entries)
             checks += derived_checks
         else:
-            checks += [_parse_check(path, table, k, v, TARGET_METRICS) for k, v in entries.items()]
+            for key, value in entries.items():
+                checks += [
+                    _parse_check(path, table, key, v, TARGET_METRICS) for v in _limits(value)
+                ]
     if not checks:
         raise UsageError(f'{path}: no checks (expected e.g. [relay] "ttft_ms.p95" = "<= 800")')
     return Thresholds(path=path, checks=checks, derived=settings)
@@ -151,13 +156,14 @@ def _parse_derived(path: Path, entries: dict) -> tuple[DerivedSettings, list[Che
                 )
             values[key] = float(value)
         else:
-            check = _parse_check(path, DERIVED_TABLE, key, value, DERIVED_METRICS)
-            if check.relative:
-                raise UsageError(
-                    f"{path}: [{DERIVED_TABLE}] {key!r} = {value!r}: derived metrics take "
-                    "absolute limits only (they already compare targets of the same run)"
-                )
-            checks.append(check)
+            for limit in _limits(value):
+                check = _parse_check(path, DERIVED_TABLE, key, limit, DERIVED_METRICS)
+                if check.relative:
+                    raise UsageError(
+                        f"{path}: [{DERIVED_TABLE}] {key!r} = {limit!r}: derived metrics take "
+                        "absolute limits only (they already compare targets of the same run)"
+                    )
+                checks.append(check)
     settings = DerivedSettings(**values)  # type: ignore[arg-type]
     if any(c.metric == "goodput_pct" for c in checks) and settings.slo_ttft_ms is None:
         raise UsageError(
@@ -165,6 +171,11 @@ def _parse_derived(path: Path, entries: dict) -> tuple[DerivedSettings, list[Che
             "(and optionally slo_e2e_ms) to the same table"
         )
     return settings, checks
+
+
+def _limits(value: object) -> list[object]:
+    """A key holds one limit, or a list of them (an absolute ceiling and a relative limit)."""
+    return list(value) if isinstance(value, list) and value else [value]
 
 
 def _parse_check(path: Path, table: str, key: str, value: object, known: tuple[str, ...]) -> Check:
@@ -176,7 +187,10 @@ def _parse_check(path: Path, table: str, key: str, value: object, known: tuple[s
             + (settings if table == DERIVED_TABLE else "")
         )
     if not isinstance(value, str):
-        raise UsageError(f'{where}: the limit must be a string such as "<= 800" or "<= +10%"')
+        raise UsageError(
+            f'{where}: the limit must be a string such as "<= 800" or "<= +10%" '
+            "(or a list of such strings)"
+        )
     match = _LIMIT.match(value.strip())
     if match is None:
         raise UsageError(

@@ -131,3 +131,13 @@ def test_file_without_checks():
 def test_missing_file(tmp_path):
     with pytest.raises(UsageError, match="cannot read thresholds file"):
         load_thresholds(tmp_path / "absent.toml")
+
+
+def test_a_list_gives_one_metric_two_limits():
+    th = parse_thresholds('[relay]\n"ttft_ms.p95" = ["<= 800", "<= +15%"]\n')
+    assert [(c.metric, c.relative, c.text) for c in th.checks] == [
+        ("ttft_ms.p95", False, "<= 800"),
+        ("ttft_ms.p95", True, "<= +15%"),
+    ]
+    with pytest.raises(UsageError, match="must be a string"):
+        parse_thresholds('[relay]\n"ttft_ms.p95" = ["<= 800", 5]\n')
