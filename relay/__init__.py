@@ -1,1 +1,1 @@
-"""relay."""
+"""The bundled relay: an authenticated, rate-limited, unbuffered SSE passthrough."""

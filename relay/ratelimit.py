@@ -1,0 +1,235 @@
+"""Per-principal rate limits: GCRA requests-per-minute, and a cap on concurrent requests.
+
+GCRA (the generic cell rate algorithm) keeps one number per key, the theoretical arrival time
+``tat``. With ``interval = 60 s / rpm`` a request at ``now`` is admitted when
+``max(tat, now) + interval - now <= 60 s``, and then ``tat`` advances by ``interval``. A burst
+of N simultaneous requests on a fresh key admits exactly ``rpm`` of them; afterwards one more
+every ``interval``. (Comparisons allow half an interval of float slack, far below one request.)
+
+``MemoryBackend`` holds ``tat`` in this process. ``RedisBackend`` runs the same step as ONE Lua
+script, reading Redis's own clock, so any number of relay processes share each key's limit
+atomically with no over-admission. Redis trouble never hangs a request: short socket timeouts,
+no client retries, and for ``--redis-retry-ms`` after a failure Redis is not even tried; the
+configured policy (fail open: admit, or fail closed: 503) applies, is logged, and is counted.
+
+The concurrent cap (``StreamSlots``) is per relay process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+import redis.exceptions
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from relay.auth import Principal
+from relay.errors import RateLimited, Unavailable
+from relay.metrics import Metrics
+
+log = logging.getLogger("relay.ratelimit")
+
+PERIOD_S = 60.0
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_s: float  # until the key is fully replenished
+    retry_after_s: float  # until the next request would be admitted (0 when allowed)
+
+    def header_pairs(self) -> list[tuple[bytes, bytes]]:
+        return [(k.lower().encode(), v.encode()) for k, v in self.headers().items()]
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Remaining": str(self.remaining),
+            "X-RateLimit-Reset": str(math.ceil(self.reset_s)),
+        }
+
+
+def gcra_step(tat: float | None, now: float, rpm: int) -> tuple[Decision, float | None]:
+    """One GCRA step (seconds). Returns the decision and the new ``tat`` (None: unchanged)."""
+    interval = PERIOD_S / rpm
+    base = now if tat is None or tat < now else tat
+    new_tat = base + interval
+    if new_tat - now > PERIOD_S + interval / 2:
+        retry = new_tat - PERIOD_S - now
+        return Decision(False, rpm, 0, base - now, retry), None
+    remaining = math.floor((PERIOD_S - (new_tat - now)) / interval + 1e-6)
+    return Decision(True, rpm, max(0, remaining), new_tat - now, 0.0), new_tat
+
+
+class MemoryBackend:
+    name = "memory"
+
+    def __init__(self) -> None:
+        self._tat: dict[str, float] = {}
+
+    async def hit(self, key: str, rpm: int) -> Decision:
+        now = time.monotonic()
+        decision, new_tat = gcra_step(self._tat.get(key), now, rpm)
+        if new_tat is not None:
+            self._tat[key] = new_tat
+            if len(self._tat) > 100_000:  # drop keys that are fully replenished
+                self._tat = {k: t for k, t in self._tat.items() if t > now}
+        return decision
+
+    async def close(self) -> None:
+        return None
+
+
+# KEYS[1] = the key; ARGV[1] = rpm. Times in microseconds from Redis's TIME. Returns
+# {allowed, remaining, reset_us, retry_after_us} as strings (Lua numbers would be truncated).
+_GCRA_LUA = """
+local rpm = tonumber(ARGV[1])
+local period = 60000000
+local interval = period / rpm
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tat = tonumber(redis.call('GET', KEYS[1]))
+if tat == nil or tat < now then tat = now end
+local new_tat = tat + interval
+if new_tat - now > period + interval / 2 then
+  return {'0', '0', string.format('%.17g', tat - now),
+          string.format('%.17g', new_tat - period - now)}
+end
+local ttl = math.ceil((new_tat - now) / 1000) + 1000
+redis.call('SET', KEYS[1], string.format('%.17g', new_tat), 'PX', ttl)
+local remaining = math.floor((period - (new_tat - now)) / interval + 0.000001)
+return {'1', tostring(remaining), string.format('%.17g', new_tat - now), '0'}
+"""
+
+
+class RedisBackend:
+    name = "redis"
+
+    def __init__(self, url: str, timeout_s: float) -> None:
+        self.client = aioredis.Redis.from_url(
+            url,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=0,
+        )
+        self.timeout_s = timeout_s
+        self._script = self.client.register_script(_GCRA_LUA)
+
+    async def hit(self, key: str, rpm: int) -> Decision:
+        # The outer timeout is a backstop: socket timeouts should fire first.
+        async with asyncio.timeout(self.timeout_s * 2 + 0.05):
+            allowed, remaining, reset_us, retry_us = await self._script(
+                keys=[f"relay:rl:{key}"], args=[rpm]
+            )
+        return Decision(
+            allowed == b"1",
+            rpm,
+            int(remaining),
+            float(reset_us) / 1e6,
+            float(retry_us) / 1e6,
+        )
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+class RateLimiter:
+    """Applies a principal's plan: GCRA through the backend, with the fail-open/closed policy."""
+
+    def __init__(
+        self,
+        backend: MemoryBackend | RedisBackend,
+        metrics: Metrics,
+        fail_open: bool,
+        backend_retry_s: float,
+    ) -> None:
+        self.backend = backend
+        self.metrics = metrics
+        self.fail_open = fail_open
+        self.backend_retry_s = backend_retry_s
+        self._skip_until = 0.0
+        self._failures_unlogged = 0
+        self._logged_at = -math.inf
+
+    async def check(self, principal: Principal) -> Decision | None:
+        """Admit or raise RateLimited/Unavailable. None: no limit applies (or failed open)."""
+        rpm = principal.plan.rpm
+        if rpm <= 0:
+            return None
+        now = time.monotonic()
+        if now < self._skip_until:
+            return self._backend_down(now, None)
+        try:
+            decision = await self.backend.hit(principal.id, rpm)
+        except (redis.exceptions.RedisError, OSError, TimeoutError) as exc:
+            self._skip_until = time.monotonic() + self.backend_retry_s
+            return self._backend_down(time.monotonic(), exc)
+        if not decision.allowed:
+            self.metrics.rate_limited += 1
+            retry_after = max(1, math.ceil(decision.retry_after_s))
+            raise RateLimited(
+                f"rate limit of {rpm} requests per minute exceeded (plan {principal.plan.name})",
+                headers={"Retry-After": str(retry_after), **decision.headers()},
+                retry_after_s=decision.retry_after_s,
+            )
+        return decision
+
+    def _backend_down(self, now: float, exc: BaseException | None) -> None:
+        self.metrics.ratelimit_backend_errors += 1
+        self._failures_unlogged += 1
+        if exc is not None and now - self._logged_at >= 5.0:
+            log.warning(
+                "rate-limit backend unavailable; failing %s",
+                "open" if self.fail_open else "closed",
+                extra={"error": type(exc).__name__, "failures": self._failures_unlogged},
+            )
+            self._logged_at, self._failures_unlogged = now, 0
+        if self.fail_open:
+            return None
+        raise Unavailable(
+            "the rate limiter is unavailable",
+            code="ratelimit_unavailable",
+            headers={"Retry-After": "1"},
+        )
+
+    async def close(self) -> None:
+        await self.backend.close()
+
+
+class StreamSlots:
+    """Concurrent requests per principal (this process), capped by the plan's ``max_streams``."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._active: dict[str, int] = {}
+        self.metrics = metrics
+
+    @contextmanager
+    def hold(self, principal: Principal) -> Iterator[None]:
+        cap = principal.plan.max_streams
+        active = self._active.get(principal.id, 0)
+        if cap and active >= cap:
+            self.metrics.rate_limited += 1
+            raise RateLimited(
+                f"at most {cap} concurrent requests per key (plan {principal.plan.name})",
+                code="too_many_concurrent_requests",
+                headers={"Retry-After": "1"},
+            )
+        self._active[principal.id] = active + 1
+        try:
+            yield
+        finally:
+            left = self._active[principal.id] - 1
+            if left:
+                self._active[principal.id] = left
+            else:
+                del self._active[principal.id]
