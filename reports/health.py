@@ -9,14 +9,14 @@ A run is ``degraded`` when any check below fails; each reason is one sentence wi
 - Mock emission lateness: ``mock_stats/<target>.json`` ``lateness_ms.p99`` above
   ``mock_lateness_p99_ms``: the mock itself was the bottleneck.
 - Achieved rate: for open-loop targets, the requests sent per second over the target's window
-  fell short of the asked rate (``scenario_params.rate``, else the records' ``rate`` column
-  averaged per second) by more than ``rate_shortfall``.
+  fell short of the asked rate by more than ``rate_shortfall`` (see ``asked_rate``).
 - Records versus mock counts (``mock_stats/<target>.json``: requests, completed, cancelled,
   rejected). A record "reached the server" unless its error is ``connect``.
 
   * every target: ``ok`` records must not exceed the mock's ``completed`` — each complete answer
     needs one complete generation upstream (a relay cannot invent one);
-  * ``direct`` targets (kind ``mock``) only: the mock's ``completed + cancelled + rejected`` must
+  * ``direct`` targets (kind ``mock``) only: the mock's ``completed + cancelled + rejected +
+    bad_requests`` must
     match the records that reached it, within ``slack`` = the most requests that can be in flight
     when the target stops (the sum over workers of their largest ``users``). A relay may
     reject, retry or answer without upstream calls, so this equality is not checked through it.
@@ -31,6 +31,8 @@ import pandas as pd
 
 from reports.folder import RunFolder, target_window_ns
 from reports.stats import quantile
+
+CONSTANT_RATE_SCENARIOS = ("constant", "poisson")
 
 
 @dataclass(frozen=True)
@@ -93,9 +95,14 @@ def schedule_lag_ms(rows: pd.DataFrame) -> np.ndarray:
 
 
 def asked_rate(folder: RunFolder, rows: pd.DataFrame) -> float | None:
-    """The asked arrival rate (req/s): scenario_params.rate, else the records' per-second mean."""
+    """The asked arrival rate (req/s) over the target's run.
+
+    A ``constant``/``poisson`` run asks ``scenario_params.rate`` throughout; any other open-loop
+    shape (a rate ``step`` run) is averaged from the records' ``rate`` column per second sent.
+    """
     rate = (folder.meta.get("scenario_params") or {}).get("rate")
-    if isinstance(rate, int | float) and not isinstance(rate, bool) and rate > 0:
+    constant = folder.meta.get("scenario") in CONSTANT_RATE_SCENARIOS
+    if constant and isinstance(rate, int | float) and not isinstance(rate, bool) and rate > 0:
         return float(rate)
     asked = rows["rate"].to_numpy(dtype=np.float64)
     keep = ~np.isnan(asked)
@@ -153,7 +160,7 @@ def _mock_counts(
         )
     if folder.target_meta(name).get("kind") != "mock":
         return
-    parts = [_count(stats, key) for key in ("completed", "cancelled", "rejected")]
+    parts = [_count(stats, key) for key in ("completed", "cancelled", "rejected", "bad_requests")]
     if any(part is None for part in parts[:2]):
         return
     served = sum(part or 0 for part in parts)
@@ -162,6 +169,7 @@ def _mock_counts(
     if abs(served - reached) > slack:
         reasons.append(
             f"{name}: {reached} records reached the mock but it served {served} "
-            f"(completed {parts[0]}, cancelled {parts[1]}, rejected {parts[2] or 0}; "
+            f"(completed {parts[0]}, cancelled {parts[1]}, rejected {parts[2] or 0}, "
+            f"bad requests {parts[3] or 0}; "
             f"in-flight allowance {slack}): records were lost or counted twice."
         )

@@ -40,6 +40,7 @@ def test_late_schedule_degrades(tmp_path):
 def test_short_rate_degrades(tmp_path):
     write_run(tmp_path, SyntheticRun(steps=((5, 3.0),), open_loop_rate=20))
     meta = json.loads((tmp_path / "run.json").read_text())
+    meta["scenario"] = "constant"
     meta["scenario_params"]["rate"] = 25  # asked 25, delivered 20: 20% short
     (tmp_path / "run.json").write_text(json.dumps(meta))
     reasons = _health(tmp_path)["reasons"]

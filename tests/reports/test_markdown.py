@@ -9,7 +9,7 @@ def test_results_table_has_a_row_per_target_with_numbers(tmp_path):
     lines = results_table(summary).splitlines()
     assert lines[0].startswith("| target | requests | ok | error rate | TTFT p50 ms")
     assert [line.split("|")[1].strip() for line in lines[2:]] == [
-        "`direct`", "`relay`", "`relay-buffered`"
+        "direct", "relay", "relay-buffered"
     ]  # fmt: skip
     p95 = summary["targets"]["relay"]["ttft_ms"]["p95"]
     assert f"{p95:,.1f}" in lines[3]

@@ -1,0 +1,141 @@
+"""``relaybench report``, ``relaybench compare`` and ``relaybench plan``.
+
+Bad input (a missing folder, no records, a bad flag) raises UsageError: ``relaybench`` prints
+``error: <message>`` and exits 2. Skipped record lines are reported as notes, not failures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from relaybench.errors import UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse would sys.exit(2) with its own text
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _existing_dir(value: str) -> Path:
+    path = Path(value)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{value} is not a directory")
+    return path
+
+
+def _fraction(value: str) -> float:
+    number = _number(value)
+    if not 0 <= number < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not within [0, 1)")
+    return number
+
+
+def _number(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if number != number or number < 0:
+        raise argparse.ArgumentTypeError(f"{value} must be a non-negative number")
+    return number
+
+
+def _positive(value: str) -> float:
+    number = _number(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"{value} must be greater than 0")
+    return number
+
+
+def report_main(argv: Sequence[str]) -> int:
+    parser = _Parser(prog="relaybench report", description="Rebuild a run folder's report.")
+    parser.add_argument("dir", type=_existing_dir, help="the run folder")
+    args = parser.parse_args(argv)
+    from reports.markdown import health_lines, results_table
+    from reports.pipeline import rebuild
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # skipped lines are listed in the report's notes
+        summary = rebuild(args.dir)
+    for note in summary.get("notes") or []:
+        print(f"note: {note}", file=sys.stderr)
+    print(results_table(summary))
+    print()
+    print(health_lines(summary))
+    print(f"\nreport: {args.dir / 'report.html'}  {args.dir / 'report.md'}")
+    return 0
+
+
+def compare_main(argv: Sequence[str]) -> int:
+    parser = _Parser(prog="relaybench compare", description="Compare two run folders side by side.")
+    parser.add_argument("a", type=_existing_dir, help="run folder A (the baseline)")
+    parser.add_argument("b", type=_existing_dir, help="run folder B")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the comparison")
+    args = parser.parse_args(argv)
+    from reports.compare import write_comparison
+
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {args.out} exists and is not a directory")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = write_comparison(args.a, args.b, args.out)
+    print(result["markdown"])
+    print(f"\ncomparison: {args.out / 'compare.html'}  {args.out / 'compare.md'}")
+    return 0
+
+
+def plan_main(argv: Sequence[str]) -> int:
+    from reports.capacity import PRICES, PlanInput
+
+    parser = _Parser(
+        prog="relaybench plan",
+        description="Capacity plan from a step or sweep run: highest load meeting the SLOs, "
+        "replicas for a target peak, Little's law check, cost per day and month.",
+    )
+    parser.add_argument("dir", type=_existing_dir, help="the run folder (a step run)")
+    parser.add_argument("--slo-ttft-p95-ms", type=_positive, default=1000.0)
+    parser.add_argument("--slo-error-rate", type=_fraction, default=0.01)
+    peak = parser.add_mutually_exclusive_group()
+    peak.add_argument("--peak-rps", type=_positive, help="target peak in requests/s")
+    peak.add_argument("--peak-multiple", type=_positive, help="target peak as a multiple of "
+                      "today's (the run's highest 10-second mean req/s)")  # fmt: skip
+    parser.add_argument("--headroom", type=_fraction, default=0.3, help="spare share (0.3)")
+    parser.add_argument("--input-tokens", type=int, default=500, help="prompt tokens/request")
+    parser.add_argument("--load-factor", type=_positive, default=0.35,
+                        help="mean daily traffic as a share of the peak (0.35)")  # fmt: skip
+    parser.add_argument("--prices", type=Path, default=PRICES, help="price table (TOML)")
+    parser.add_argument("--target", help="target to plan for (default: relay, else direct)")
+    parser.add_argument("--json", action="store_true", help="print the plan as JSON")
+    args = parser.parse_args(argv)
+    if args.input_tokens < 0:
+        raise UsageError("relaybench plan: --input-tokens must be >= 0")
+    if not args.prices.is_file():
+        raise UsageError(f"relaybench plan: price table {args.prices} does not exist")
+    from reports.markdown import plan_markdown
+    from reports.pipeline import analyse
+
+    inp = PlanInput(
+        slo_ttft_p95_ms=args.slo_ttft_p95_ms,
+        slo_error_rate=args.slo_error_rate,
+        peak_rps=args.peak_rps,
+        peak_multiple=args.peak_multiple if args.peak_rps is None else None,
+        headroom=args.headroom,
+        input_tokens=args.input_tokens,
+        load_factor=args.load_factor,
+        prices=args.prices,
+        target=args.target,
+    )
+    if inp.peak_rps is None and inp.peak_multiple is None:
+        inp = PlanInput(**{**inp.__dict__, "peak_multiple": 10.0})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        analysis = analyse(args.dir, inp)
+    result = analysis.plan or {}
+    (args.dir / "plan.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2) if args.json else plan_markdown(result))
+    return 0
