@@ -79,18 +79,21 @@ def _progress(env: Environment, cfg: LoadConfig, t_start: float) -> None:
     name = cfg.target.name
     total = cfg.shape.duration_s
     deadline = t_start
+    done_before = 0
     while True:
         deadline += cfg.progress_interval_s
         gevent.sleep(max(0.0, deadline - time.monotonic()))
         ttft = env.stats.get(f"TTFT {name}", "TTFT")
         e2e = env.stats.get(f"E2E {name}", "E2E")
+        rps = (e2e.num_requests - done_before) / cfg.progress_interval_s
+        done_before = e2e.num_requests
         users = env.runner.user_count if env.runner else 0
         p50 = ttft.get_response_time_percentile(0.5) if ttft.num_requests else 0
         p95 = ttft.get_response_time_percentile(0.95) if ttft.num_requests else 0
         elapsed = min(time.monotonic() - t_start, total)
         print(
             f"  [{name}] {elapsed:5.0f}/{total:.0f} s  users {users:4d}  "
-            f"{e2e.current_rps:6.1f} req/s  TTFT p50 {p50:.0f} p95 {p95:.0f} ms  "
+            f"{rps:6.1f} req/s  TTFT p50 {p50:.0f} p95 {p95:.0f} ms  "
             f"done {e2e.num_requests}  errors {e2e.num_failures}",
             flush=True,
         )
@@ -206,15 +209,14 @@ def run_master(cfg: LoadConfig, config_path: Path) -> int:
         runner.send_message(T0_MESSAGE, time.time_ns())
         runner.start_shape()
         stopper.done.wait(cfg.shape.duration_s + cfg.stop_timeout_s + 30)
-        if stopper.interrupted:
-            for p in procs:
-                if p.poll() is None:
-                    os.kill(p.pid, signal.SIGINT)
-        runner.quit()
-        progress.kill()
+        # Every worker has stopped and sent its last stats (see run_worker). End them by PID:
+        # Locust's quit message would wait behind a worker's post-stop pause of stop_timeout.
+        for p in procs:
+            if p.poll() is None:
+                os.kill(p.pid, signal.SIGINT if stopper.interrupted else signal.SIGTERM)
         _wait_workers(procs)
-        # the last stats reports arrive with the workers' quit; give them a moment
-        gevent.sleep(0.3)
+        progress.kill()
+        runner.quit()
         _write_result(env, cfg, stopper.interrupted, cfg.processes)
         if env.web_ui:
             env.web_ui.stop()
@@ -241,16 +243,20 @@ def run_worker(cfg: LoadConfig, master_host: str, master_port: int) -> int:
     env = Environment(user_classes=[make_user_class(ctx)], stop_timeout=cfg.stop_timeout_s)
     runner = env.create_worker_runner(master_host, master_port)
     runner.register_message(T0_MESSAGE, lambda msg, **_: ctx.start(msg.data, runner.worker_index))
+    # Report the last requests before telling the master we stopped: without this they would
+    # wait for the next 3-second report, which a quitting master never reads.
+    env.events.test_stop.add_listener(lambda **_: runner._send_stats())
     interrupted = False
 
-    def interrupt() -> None:
+    def end(sig: int) -> None:
+        """SIGTERM: the master is done with us; SIGINT: the run was interrupted."""
         nonlocal interrupted
-        interrupted = True
+        interrupted = interrupted or sig == signal.SIGINT
         env.stop_timeout = 0
         gevent.spawn(runner.quit)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
-        gevent.signal_handler(sig, interrupt)
+        gevent.signal_handler(sig, end, sig)
     chore = gevent.spawn(_housekeeping, ctx, sampler, env)
     runner.greenlet.join()
     chore.kill()

@@ -1,0 +1,223 @@
+"""``relaybench run`` end to end, as a subprocess, against real servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+RELAYBENCH = [sys.executable, "-m", "relaybench"]
+
+
+def run(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*RELAYBENCH, "run", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def mock_stats(url: str) -> dict:
+    with urllib.request.urlopen(url + "/mock/stats", timeout=5) as resp:
+        return json.loads(resp.read())
+
+
+def records(run_dir: Path, target: str) -> list[dict]:
+    out = []
+    for path in sorted((run_dir / "records").glob(f"{target}.*.jsonl")):
+        out += [json.loads(line) for line in path.read_text().splitlines()]
+    return out
+
+
+def fast_mock(start_server):
+    return start_server(
+        "mock_upstream", "--ttft-ms", "50", "--itl-ms", "5", "--output-from-max-tokens"
+    )
+
+
+def test_external_target_counts_add_up(start_server, tmp_path: Path) -> None:
+    mock = fast_mock(start_server)
+    out = tmp_path / "run"
+    done = run(
+        "--target",
+        f"direct={mock.url}",
+        "--users",
+        "3",
+        "--duration",
+        "2",
+        "--max-tokens",
+        "10",
+        "--out",
+        str(out),
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == str(out)  # the last line is the folder
+    assert "[direct]" in done.stdout  # live progress
+    recs = records(out, "direct")
+    served = mock_stats(mock.url)
+    summary = json.loads((out / "summary.json").read_text())
+    meta = json.loads((out / "run.json").read_text())
+    assert len(recs) > 10
+    assert summary["targets"]["direct"]["requests"] == len(recs) == served["requests"]
+    assert served["completed"] == len(recs) and served["cancelled"] == 0
+    assert meta["targets"]["direct"]["locust"]["locust_requests"] == len(recs)
+    assert meta["interrupted"] is False and meta["ended_at"]
+    assert all(r["ok"] and r["max_tokens"] == 10 == r["output_tokens"] for r in recs)
+    assert list((out / "loadgen").glob("direct.w*.jsonl"))  # CPU samples for health
+
+
+def test_two_processes_merge_exactly(start_server, tmp_path: Path) -> None:
+    mock = fast_mock(start_server)
+    out = tmp_path / "run"
+    done = run(
+        "--target",
+        f"direct={mock.url}",
+        "--users",
+        "4",
+        "--duration",
+        "3",
+        "--processes",
+        "2",
+        "--max-tokens",
+        "10",
+        "--out",
+        str(out),
+    )
+    assert done.returncode == 0, done.stderr
+    files = sorted((out / "records").glob("direct.*.jsonl"))
+    assert len(files) == 2  # one file per worker process
+    recs = records(out, "direct")
+    assert {r["worker"] for r in recs} == {f.name.split(".")[1] for f in files}
+    meta = json.loads((out / "run.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())
+    locust = meta["targets"]["direct"]["locust"]
+    assert locust["processes"] == 2
+    # the merged summary, Locust's own total and the mock's count: the same, to the last request
+    assert summary["targets"]["direct"]["requests"] == len(recs) == locust["locust_requests"]
+    assert len(recs) == mock_stats(mock.url)["requests"]
+
+
+def test_open_loop_measures_from_the_intended_start(start_server, tmp_path: Path) -> None:
+    # one user, arrivals every 100 ms, service ~200 ms: the user falls further behind each time
+    mock = start_server(
+        "mock_upstream", "--ttft-ms", "200", "--itl-ms", "1", "--output-tokens", "1"
+    )
+    out = tmp_path / "run"
+    done = run(
+        "--target",
+        f"direct={mock.url}",
+        "--scenario",
+        "constant",
+        "--rate",
+        "10",
+        "--users",
+        "1",
+        "--duration",
+        "1.5",
+        "--max-tokens",
+        "none",
+        "--out",
+        str(out),
+    )
+    assert done.returncode == 0, done.stderr
+    recs = sorted(records(out, "direct"), key=lambda r: r["seq"])
+    assert len(recs) >= 4
+    intended = [r["intended_ns"] for r in recs]
+    # intended starts are the absolute schedule t0 + i / rate, whatever happened at run time
+    assert all(b - a == 100_000_000 for a, b in itertools.pairwise(intended))
+    lag = [(r["start_ns"] - r["intended_ns"]) / 1e6 for r in recs]
+    for i, r in enumerate(recs):
+        assert r["rate"] == 10.0
+        # service time known (~200 ms): the backlog grows ~100 ms per request
+        assert lag[i] >= i * (200 - 100) - 30, lag
+        response_ttft = r["ttft_ms"] + lag[i]  # what the user waited, from the intended start
+        assert response_ttft >= 200 + i * 100 - 30
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["scenario_params"]["open_loop"] is True and meta["scenario_params"]["rate"] == 10
+
+
+def test_bad_usage_exits_2_listing_the_choices(tmp_path: Path) -> None:
+    done = run("--scenario", "weekend", "--out", str(tmp_path / "a"))
+    assert done.returncode == 2
+    assert "unknown scenario 'weekend'" in done.stderr and "peak" in done.stderr
+    done = run("--target", "a=http://127.0.0.1:9", "--buffered", "b", "--out", str(tmp_path / "b"))
+    assert done.returncode == 2 and "choose from a" in done.stderr
+    done = run("--target", "nourl", "--out", str(tmp_path / "c"))
+    assert done.returncode == 2 and "NAME=URL" in done.stderr
+    done = run("--target", "x=ftp://h", "--out", str(tmp_path / "d"))
+    assert done.returncode == 2 and "not an http(s) URL" in done.stderr
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_unreachable_target_exits_2_before_any_load(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "run"
+    started = time.monotonic()
+    done = run("--target", f"gone=http://127.0.0.1:{port}", "--out", str(out))
+    assert done.returncode == 2
+    assert f"target gone at http://127.0.0.1:{port} is unreachable" in done.stderr
+    assert not out.exists() and time.monotonic() - started < 30
+
+
+def test_interrupted_run_keeps_its_records_and_rebuilds(start_server, tmp_path: Path) -> None:
+    mock = fast_mock(start_server)
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [
+            *RELAYBENCH,
+            "run",
+            "--target",
+            f"direct={mock.url}",
+            "--users",
+            "3",
+            "--duration",
+            "60",
+            "--max-tokens",
+            "10",
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            files = list((out / "records").glob("*.jsonl")) if out.exists() else []
+            if files and sum(len(f.read_bytes().splitlines()) for f in files) >= 10:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("no records were flushed while the run went")
+        os.kill(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=40)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, stderr
+    assert "interrupted" in stdout and stdout.strip().splitlines()[-1] == str(out)
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["interrupted"] is True and meta["ended_at"]
+    recs = records(out, "direct")
+    assert len(recs) >= 10
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["targets"]["direct"]["requests"] == len(recs)
+    # the folder alone rebuilds the summary
+    (out / "summary.json").unlink()
+    rebuilt = subprocess.run(
+        [*RELAYBENCH, "report", str(out)], capture_output=True, text=True, timeout=60
+    )
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    again = json.loads((out / "summary.json").read_text())
+    assert again["targets"]["direct"]["requests"] == len(recs)
