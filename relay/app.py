@@ -181,8 +181,9 @@ class Relay:
             try:
                 response, sent_at = await self.upstream.open(body, headers, exchange, fields)
                 if stream:
-                    await self._stream(send, response, exchange, sent_at, strip_usage, extra,
-                                       started, fields)  # fmt: skip
+                    await self._stream(
+                        send, response, exchange, sent_at, strip_usage, extra, started, fields
+                    )
                 else:
                     await self._complete(send, response, exchange, sent_at, extra, fields)
             except asyncio.CancelledError as cancel:
@@ -190,8 +191,11 @@ class Relay:
                     raise
                 raise self._interrupted(exchange.reason, started[0]) from None
             except httpx.TransportError as exc:
-                raise (UpstreamBroken("the upstream connection was cut", code="upstream_cut")
-                       if started[0] else from_transport(exc)) from None  # fmt: skip
+                raise (
+                    UpstreamBroken("the upstream connection was cut", code="upstream_cut")
+                    if started[0]
+                    else from_transport(exc)
+                ) from None
             finally:
                 exchange.finish()
                 if response is not None:
@@ -295,11 +299,17 @@ class Relay:
                             "the upstream sent an empty stream", code="upstream_stream_truncated"
                         ) from None
                 if not started[0]:
-                    await send({"type": "http.response.start", "status": 200,
-                                "headers": SSE_HEADERS + extra})  # fmt: skip
+                    await send(
+                        {
+                            "type": "http.response.start",
+                            "status": 200,
+                            "headers": SSE_HEADERS + extra,
+                        }
+                    )
                     started[0] = True
-                await send({"type": "http.response.body", "body": b": keep-alive\n\n",
-                            "more_body": True})  # fmt: skip
+                await send(
+                    {"type": "http.response.body", "body": b": keep-alive\n\n", "more_body": True}
+                )
         finally:
             waiter.cancel()
 

@@ -150,8 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="The bundled relay. Every flag also reads its RELAY_* environment variable.",
     )
     for flag, dest, _, default, help_ in OPTIONS:
-        parser.add_argument(flag, dest=dest, default=None, help=f"{help_} [{env_name(flag)}, "
-                            f"default {default!r}]")  # fmt: skip
+        parser.add_argument(
+            flag, dest=dest, default=None, help=f"{help_} [{env_name(flag)}, default {default!r}]"
+        )
     return parser
 
 

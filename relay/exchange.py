@@ -23,8 +23,17 @@ SHUTDOWN = "shutdown"
 
 
 class Exchange:
-    __slots__ = ("_timer", "done", "first_token_s", "idle_s", "last", "loop", "mode", "reason",
-                 "task")  # fmt: skip
+    __slots__ = (
+        "_timer",
+        "done",
+        "first_token_s",
+        "idle_s",
+        "last",
+        "loop",
+        "mode",
+        "reason",
+        "task",
+    )
 
     def __init__(self, first_token_s: float, idle_s: float) -> None:
         self.loop = asyncio.get_running_loop()

@@ -1,0 +1,139 @@
+"""Point 1 and 10: unbuffered byte-exact passthrough, both endpoints, usage handling."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import orjson
+
+
+def test_stream_headers_events_and_done(relay, make_key, kit):
+    key = make_key()
+    server = relay()
+    with httpx.stream(
+        "POST",
+        server.url + "/v1/chat/completions",
+        content=kit.chat(),
+        headers={"Authorization": f"Bearer {key}"},
+    ) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert response.headers["cache-control"] == "no-cache"
+        assert response.headers["x-accel-buffering"] == "no"
+        body = response.read()
+    data = kit.sse_data(body)
+    assert data[-1] == "[DONE]"
+    chunks = [orjson.loads(d) for d in data[:-1]]
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    # The client did not ask for usage: the relay asked upstream, counted it and stripped it.
+    assert all("usage" not in c or c["usage"] is None for c in chunks)
+    assert all(c["choices"] for c in chunks)
+    metrics = httpx.get(server.url + "/metrics").text
+    assert 'kind="completion"} 8' in metrics
+
+
+def test_stream_keeps_usage_when_client_asks(relay, make_key, kit):
+    key = make_key()
+    server = relay()
+    body = kit.chat(stream_options={"include_usage": True})
+    response = httpx.post(
+        server.url + "/v1/chat/completions", content=body, headers={"X-API-Key": key}
+    )
+    data = kit.sse_data(response.content)
+    usage = orjson.loads(data[-2])
+    assert usage["choices"] == [] and usage["usage"]["completion_tokens"] == 8
+    assert data[-1] == "[DONE]"
+
+
+def test_chunks_arrive_as_produced_not_buffered(relay, make_key, kit):
+    """With 100 ms between tokens, the client sees the first token long before the last."""
+    key = make_key()
+    server = relay()
+    arrivals = []
+    with httpx.stream(
+        "POST",
+        server.url + "/v1/chat/completions",
+        content=kit.chat(),
+        headers={
+            "Authorization": f"Bearer {key}",
+            "X-Mock-ITL-Ms": "100",
+            "X-Mock-Output-Tokens": "6",
+        },
+    ) as response:
+        for _ in response.iter_raw():
+            arrivals.append(time.perf_counter())
+    assert len(arrivals) >= 5  # one write per upstream chunk, not one buffered blob
+    assert arrivals[-1] - arrivals[0] > 0.35  # 6 tokens x 100 ms, minus generous slack
+
+
+def test_non_stream_passthrough(relay, make_key, kit):
+    key = make_key()
+    server = relay()
+    response = httpx.post(
+        server.url + "/v1/chat/completions",
+        content=kit.chat(stream=False),
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    answer = response.json()
+    assert answer["object"] == "chat.completion"
+    assert answer["usage"]["completion_tokens"] == 8
+    assert "x_mock_emitted_ns" in answer  # the upstream's body, unchanged
+
+
+def test_classic_endpoint_streams_and_forwards_only_its_fields(relay, make_key, raw_upstream):
+    stream = [b'data: {"choices":[{"delta":{"content":"hi"}}]}\n\n', b"data: [DONE]\n\n"]
+    upstream = raw_upstream(stream, pause_s=0)
+    key = make_key()
+    server = relay(upstream=upstream.url)
+    body = {
+        "messages": [{"role": "user", "content": "hi"}],
+        "temperature": 0.5,
+        "max_tokens": 7,
+        "tools": ["not forwarded"],
+    }
+    response = httpx.post(
+        server.url + "/api/chat/stream", json=body, headers={"Authorization": f"Bearer {key}"}
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert response.content == b"".join(stream)
+    sent = orjson.loads(upstream.requests[0])
+    assert sent == {
+        "messages": body["messages"],
+        "temperature": 0.5,
+        "max_tokens": 7,
+        "model": "gpt-4o-mini",
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+
+
+def test_byte_identical_with_utf8_split_across_chunks(relay, make_key, raw_upstream):
+    """Multi-byte characters cut mid-sequence by the network arrive byte for byte."""
+    text = "Xin chào 👩‍💻 한국어 データ"
+    event = b'data: {"choices":[{"delta":{"content":"' + text.encode() + b'"}}]}\r\n\r\n'
+    stream = event * 3 + b": comment\n\n" + b"data: [DONE]\n\n"
+    # Cut inside the emoji (4-byte) and inside a Hangul syllable (3-byte), and every 7 bytes.
+    emoji_at = stream.index("👩".encode()) + 2
+    hangul_at = stream.index("한".encode()) + 1
+    cuts = sorted({emoji_at, hangul_at, *range(7, len(stream), 7)})
+    pieces = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
+    assert any(p.decode("utf-8", "ignore").encode() != p for p in pieces)  # really split
+    upstream = raw_upstream(pieces, pause_s=0.001)
+    key = make_key()
+    server = relay(upstream=upstream.url)
+    body = orjson.dumps(
+        {
+            "messages": [{"role": "user", "content": "x"}],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+    )
+    response = httpx.post(
+        server.url + "/v1/chat/completions", content=body, headers={"X-API-Key": key}
+    )
+    assert response.status_code == 200
+    assert response.content == stream

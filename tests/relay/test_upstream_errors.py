@@ -1,0 +1,292 @@
+"""Points 6, 7, 8: honest statuses before the first byte, SSE error lines after it, retries
+before the first byte only, and the three timeouts."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import httpx
+import orjson
+import pytest
+
+UPSTREAM_SECRET = "sk-provider-secret-never-shown-0123456789"
+
+
+@pytest.fixture(scope="module")
+def server(start_shared, shared_mock):
+    """No retries, short timeouts: each mapping is seen on its own."""
+    return start_shared(
+        "relay",
+        "--upstream-url",
+        shared_mock.url,
+        "--auth",
+        "off",
+        env={
+            "RELAY_ANON_PLAN": "unlimited",
+            "RELAY_MAX_RETRIES": "0",
+            "RELAY_IDLE_TIMEOUT_MS": "300",
+            "RELAY_FIRST_TOKEN_TIMEOUT_MS": "400",
+            "RELAY_UPSTREAM_API_KEY": UPSTREAM_SECRET,
+        },
+    )
+
+
+def post(server, kit, headers, stream=True):
+    return httpx.post(
+        server.url + "/v1/chat/completions",
+        content=kit.chat(stream=stream),
+        headers=headers,
+        timeout=10,
+    )
+
+
+@pytest.mark.parametrize("stream", [True, False])
+@pytest.mark.parametrize(
+    "upstream, status, code",
+    [
+        (429, 429, "upstream_rate_limited"),
+        (500, 502, "upstream_server_error"),
+        (502, 502, "upstream_server_error"),
+        (503, 503, "upstream_unavailable"),
+        (401, 502, "upstream_auth_failed"),
+        (403, 502, "upstream_auth_failed"),
+        (400, 400, "upstream_refused"),
+    ],
+)
+def test_upstream_status_mapping(server, kit, stream, upstream, status, code):
+    response = post(server, kit, {"X-Mock-Fault": f"status:{upstream}"}, stream)
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/json"
+    error = response.json()["error"]
+    assert error["code"] == code
+    assert UPSTREAM_SECRET not in response.text
+    assert UPSTREAM_SECRET[-8:] not in response.text
+    if upstream == 429:
+        assert response.headers["retry-after"] == "1"  # the mock's, passed on
+    if upstream in (401, 403):
+        assert error["message"] == "the relay's upstream credentials failed"
+
+
+def test_connect_error_is_502(start_server, kit):
+    with socket.socket() as sock:  # a port with nothing listening
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    relay = start_server(
+        "relay",
+        "--upstream-url",
+        url,
+        "--auth",
+        "off",
+        env={"RELAY_MAX_RETRIES": "0", "RELAY_ANON_PLAN": "unlimited"},
+    )
+    response = post(relay, kit, {})
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "upstream_connect_error"
+
+
+def test_connect_timeout_is_504(start_server, kit):
+    """A listener whose accept queue is full: SYNs are dropped, connect() hangs."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(3):
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+            fillers.append(filler)
+        time.sleep(0.1)
+        relay = start_server(
+            "relay",
+            "--upstream-url",
+            f"http://127.0.0.1:{port}",
+            "--auth",
+            "off",
+            env={
+                "RELAY_MAX_RETRIES": "0",
+                "RELAY_CONNECT_TIMEOUT_MS": "300",
+                "RELAY_ANON_PLAN": "unlimited",
+            },
+        )
+        started = time.perf_counter()
+        response = post(relay, kit, {})
+        elapsed = time.perf_counter() - started
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
+    assert response.status_code == 504
+    assert response.json()["error"]["code"] == "upstream_connect_timeout"
+    assert 0.25 < elapsed < 2.0
+
+
+def test_first_token_timeout_is_504(server, kit):
+    started = time.perf_counter()
+    response = post(server, kit, {"X-Mock-TTFT-Ms": "3000"})
+    elapsed = time.perf_counter() - started
+    assert response.status_code == 504
+    assert response.json()["error"]["code"] == "upstream_first_token_timeout"
+    assert 0.35 < elapsed < 1.5  # configured 400 ms
+
+
+def test_first_token_timeout_non_stream(server, kit):
+    response = post(server, kit, {"X-Mock-TTFT-Ms": "3000"}, stream=False)
+    assert response.status_code == 504
+
+
+def _events_and_tail(response: httpx.Response, kit) -> tuple[list[str], dict]:
+    data = kit.sse_data(response.content)
+    return data, orjson.loads(data[-1])
+
+
+@pytest.mark.parametrize(
+    "fault, code",
+    [
+        ("disconnect-after:3", "upstream_cut"),
+        ("stall-after:3", "upstream_idle_timeout"),
+        ("malformed-after:3", "upstream_malformed"),
+    ],
+)
+def test_mid_stream_failure_ends_with_error_line_and_no_done(server, kit, fault, code):
+    started = time.perf_counter()
+    response = post(server, kit, {"X-Mock-Fault": fault})
+    elapsed = time.perf_counter() - started
+    assert response.status_code == 200  # the stream had started
+    data, tail = _events_and_tail(response, kit)
+    assert "[DONE]" not in data
+    assert tail["error"]["code"] == code
+    assert tail["error"]["type"] == "upstream_error"
+    content = [orjson.loads(d) for d in data[:-1]]
+    assert len(content) >= 3 and all("choices" in c for c in content)
+    if fault.startswith("stall"):
+        assert 0.25 < elapsed < 2.0  # idle timeout 300 ms
+
+
+def test_idle_gap_below_timeout_is_fine(server, kit):
+    response = post(server, kit, {"X-Mock-ITL-Ms": "150", "X-Mock-Output-Tokens": "4"})
+    data = kit.sse_data(response.content)
+    assert data[-1] == "[DONE]"
+
+
+def test_keepalive_comments_while_waiting_for_first_token(start_server, mock, kit):
+    relay = start_server(
+        "relay",
+        "--upstream-url",
+        mock.url,
+        "--auth",
+        "off",
+        "--keepalive-ms",
+        "100",
+        env={"RELAY_ANON_PLAN": "unlimited"},
+    )
+    response = post(relay, kit, {"X-Mock-TTFT-Ms": "550"})
+    body = response.content
+    assert response.status_code == 200
+    head = body[: body.index(b"data:")]
+    assert head.count(b": keep-alive\n\n") >= 3
+    assert kit.sse_data(body)[-1] == "[DONE]"
+
+
+def test_retries_before_first_byte_then_success_or_honest_failure(start_server, mock, kit):
+    relay = start_server(
+        "relay",
+        "--upstream-url",
+        mock.url,
+        "--auth",
+        "off",
+        env={"RELAY_ANON_PLAN": "unlimited", "RELAY_MAX_RETRIES": "2", "RELAY_RETRY_BASE_MS": "50"},
+    )
+    httpx.post(mock.url + "/mock/reset")
+    response = post(relay, kit, {"X-Mock-Fault": "status:503"})
+    assert response.status_code == 503
+    assert httpx.get(mock.url + "/mock/stats").json()["requests"] == 3  # 1 + 2 retries
+    metrics = httpx.get(relay.url + "/metrics").text
+    assert "relay_upstream_retries_total 2" in metrics
+    assert 'relay_upstream_errors_total{kind="status_503"} 1' in metrics
+
+    # 400 is not retryable
+    httpx.post(mock.url + "/mock/reset")
+    assert post(relay, kit, {"X-Mock-Fault": "status:400"}).status_code == 400
+    assert httpx.get(mock.url + "/mock/stats").json()["requests"] == 1
+
+    # Never after bytes were sent: a cut stream is not retried.
+    httpx.post(mock.url + "/mock/reset")
+    response = post(relay, kit, {"X-Mock-Fault": "disconnect-after:2"})
+    assert "[DONE]" not in kit.sse_data(response.content)
+    assert httpx.get(mock.url + "/mock/stats").json()["requests"] == 1
+
+
+def test_retry_after_honoured_up_to_cap(start_server, mock, kit):
+    relay = start_server(
+        "relay",
+        "--upstream-url",
+        mock.url,
+        "--auth",
+        "off",
+        env={
+            "RELAY_ANON_PLAN": "unlimited",
+            "RELAY_MAX_RETRIES": "1",
+            "RELAY_RETRY_AFTER_CAP_MS": "1500",
+        },
+    )
+    httpx.post(mock.url + "/mock/reset")
+    started = time.perf_counter()
+    response = post(relay, kit, {"X-Mock-Fault": "status:429"})
+    elapsed = time.perf_counter() - started
+    assert response.status_code == 429 and response.headers["retry-after"] == "1"
+    assert httpx.get(mock.url + "/mock/stats").json()["requests"] == 2
+    assert 0.95 < elapsed < 2.5  # waited the mock's Retry-After (1 s) once
+
+    capped = start_server(
+        "relay",
+        "--upstream-url",
+        mock.url,
+        "--auth",
+        "off",
+        env={
+            "RELAY_ANON_PLAN": "unlimited",
+            "RELAY_MAX_RETRIES": "3",
+            "RELAY_RETRY_AFTER_CAP_MS": "500",
+        },
+    )
+    httpx.post(mock.url + "/mock/reset")
+    started = time.perf_counter()
+    response = post(capped, kit, {"X-Mock-Fault": "status:429"})
+    assert response.status_code == 429 and response.headers["retry-after"] == "1"
+    assert time.perf_counter() - started < 0.9  # 1 s is over the cap: no waiting, no retry
+    assert httpx.get(mock.url + "/mock/stats").json()["requests"] == 1
+
+
+def test_retry_deadline_bounds_total_time(start_server, kit):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    relay = start_server(
+        "relay",
+        "--upstream-url",
+        url,
+        "--auth",
+        "off",
+        env={
+            "RELAY_ANON_PLAN": "unlimited",
+            "RELAY_MAX_RETRIES": "50",
+            "RELAY_RETRY_BASE_MS": "100",
+            "RELAY_RETRY_DEADLINE_MS": "600",
+        },
+    )
+    started = time.perf_counter()
+    response = post(relay, kit, {})
+    elapsed = time.perf_counter() - started
+    assert response.status_code == 502
+    assert elapsed < 1.5
+    retries = int(
+        next(
+            line.split()[-1]
+            for line in httpx.get(relay.url + "/metrics").text.splitlines()
+            if line.startswith("relay_upstream_retries_total")
+        )
+    )
+    assert 1 <= retries <= 4  # 50, 100, 200, 400 ms... stopped by the 600 ms deadline
