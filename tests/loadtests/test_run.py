@@ -221,3 +221,28 @@ def test_interrupted_run_keeps_its_records_and_rebuilds(start_server, tmp_path: 
     assert rebuilt.returncode == 0, rebuilt.stderr
     again = json.loads((out / "summary.json").read_text())
     assert again["targets"]["direct"]["requests"] == len(recs)
+
+
+def test_default_targets_start_their_own_servers(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    done = run(
+        *("--users", "3", "--duration", "2", "--ttft-ms", "50", "--itl-ms", "5"),
+        *("--max-tokens", "10", "--out", str(out)),
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == str(out)
+    summary = json.loads((out / "summary.json").read_text())
+    meta = json.loads((out / "run.json").read_text())
+    assert list(summary["targets"]) == ["direct", "relay", "relay-buffered"]
+    for name, entry in summary["targets"].items():
+        served = json.loads((out / "mock_stats" / f"{name}.json").read_text())
+        assert entry["requests"] == served["requests"] == len(records(out, name)) > 0, name
+        assert entry["ok"] == entry["requests"], (name, entry["errors"])
+        assert entry["first_token_lag_ms"] is not None  # our mock stamps every chunk
+    assert meta["targets"]["relay-buffered"]["stream"] is False
+    assert meta["mock"]["ttft_ms"] == 50
+    # the servers it started are gone: their ports refuse connections
+    for entry in meta["targets"].values():
+        host, port = entry["url"].removeprefix("http://").split(":")
+        with pytest.raises(OSError), socket.create_connection((host, int(port)), timeout=2):
+            pass
