@@ -1,0 +1,40 @@
+import json
+
+import pytest
+
+from reports.compare import compare, write_comparison
+from reports.synthetic import SyntheticRun, write_run
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    base = tmp_path_factory.mktemp("compare")
+    same = SyntheticRun(steps=((10, 6.0),))
+    write_run(base / "a", SyntheticRun(**{**same.__dict__, "seed": 11}))
+    write_run(base / "b", SyntheticRun(**{**same.__dict__, "seed": 12}))
+    write_run(base / "slow", SyntheticRun(**{**same.__dict__, "seed": 13, "ttft_ms": 260.0}))
+    return base
+
+
+def test_two_runs_of_one_distribution_show_no_significant_difference(runs, tmp_path):
+    result = write_comparison(runs / "a", runs / "b", tmp_path / "out")
+    assert result["verdict"].startswith("No significant difference")
+    assert len(result["tests"]) == 10  # TTFT p50/p95 x 3 targets + ITL p50/p95 x 2 streaming
+    assert all(not t["significant"] for t in result["tests"])
+    assert all(t["ci_low"] <= t["value"] <= t["ci_high"] for t in result["tests"])
+    text = (tmp_path / "out" / "compare.md").read_text()
+    assert "No significant difference" in text and "within noise" in text
+    html = (tmp_path / "out" / "compare.html").read_text()
+    assert html.count('src="data:image/png;base64,') == 2
+    json.loads((tmp_path / "out" / "compare.json").read_text())
+
+
+def test_a_real_ttft_shift_is_called_significant(runs):
+    result = compare(runs / "a", runs / "slow")
+    result.pop("_folders")
+    shifted = {(t["target"], t["metric"]): t for t in result["tests"]}
+    p50 = shifted[("direct", "ttft_ms.p50")]
+    assert p50["significant"] and p50["ci_low"] > 20  # the median moved by ~60 ms
+    assert 0.15 < p50["relative"] < 0.45
+    assert not shifted[("direct", "itl_ms.p50")]["significant"]  # ITL did not change
+    assert "significant" in result["verdict"] and "direct ttft_ms.p50" in result["verdict"]
