@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from relaybench.errors import UsageError
-from reports.records import Records, flat_list, list_diffs, list_firsts, load_records
+from reports.records import Records, flat_list, list_firsts, load_records
 from reports.significance import Interval, mann_whitney, percentile_diff_ci
 from reports.thresholds import DISTRIBUTIONS, Check, Thresholds
 
@@ -239,22 +239,26 @@ def metric_value(entry: dict, metric: str, where: str) -> float | None:
     return None if value is None else float(value)
 
 
-def samples(frame: pd.DataFrame, family: str) -> np.ndarray:
-    """The values behind a target's STATS block, selected exactly as ``reports.summary`` does.
+def samples(frame: pd.DataFrame, family: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """The values behind a target's STATS block, selected exactly as ``reports.summary`` does,
+    and for pooled per-chunk families the request (row) of each value, else None.
 
     Timings (ttft, e2e, itl) from successful requests only; lags from every record with stamps.
     """
     ok = frame[frame["ok"].to_numpy(dtype=bool)]
     if family == "ttft_ms":
-        return ok["ttft_ms"].dropna().to_numpy(dtype=np.float64)
+        return ok["ttft_ms"].dropna().to_numpy(dtype=np.float64), None
     if family == "e2e_ms":
-        return ok["e2e_ms"].dropna().to_numpy(dtype=np.float64)
+        return ok["e2e_ms"].dropna().to_numpy(dtype=np.float64), None
     if family == "itl_ms":
-        return list_diffs(ok["chunks_ms"])
+        values, rows, _ = flat_list(ok["chunks_ms"])
+        same = rows[1:] == rows[:-1]
+        return np.diff(values)[same], rows[1:][same]
     if family == "chunk_lag_ms":
-        return flat_list(frame["lags_ms"])[0]
+        values, rows, _ = flat_list(frame["lags_ms"])
+        return values, rows
     if family == "first_token_lag_ms":
-        return list_firsts(frame["lags_ms"])
+        return list_firsts(frame["lags_ms"]), None
     raise ValueError(f"no per-request samples for {family}")
 
 
@@ -326,8 +330,8 @@ def _relative(check: Check, run: Run, baseline: Run, options: GateOptions) -> Re
 def _relative_distribution(
     check: Check, run: Run, baseline: Run, options: GateOptions, family: str, stat: str
 ) -> Result:
-    current = samples(run.records(check.target), family)
-    base = samples(baseline.records(check.target), family)
+    current, current_groups = samples(run.records(check.target), family)
+    base, base_groups = samples(baseline.records(check.target), family)
     if current.size == 0 or base.size == 0:
         missing = "run" if current.size == 0 else "baseline"
         return Result(
@@ -342,7 +346,15 @@ def _relative_distribution(
     q: float | str = "mean" if stat == "mean" else _PERCENTILES[stat]
     try:
         iv = percentile_diff_ci(
-            base, current, q, options.confidence, options.n_boot, options.seed, relative=True
+            base,
+            current,
+            q,
+            options.confidence,
+            options.n_boot,
+            options.seed,
+            relative=True,
+            groups_a=base_groups,
+            groups_b=current_groups,
         )
     except ValueError as exc:
         raise UsageError(f"{check.target} {check.metric}: {exc}") from exc

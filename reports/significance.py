@@ -17,6 +17,12 @@ Two tools, both numpy only (no scipy), both seeded so a verdict is reproducible:
     drawn by plain index resampling, in batches, up to ``MEAN_RESAMPLE_MAX`` values; above that
     the mean's replicates come from its normal approximation (the CLT holds at that size).
 
+Pooled samples (every chunk of every request: ITL, chunk lag) are not independent values — a
+slow request makes all its chunks slow — so with ``groups`` the bootstrap resamples whole
+requests (a cluster bootstrap): multinomial counts per request weight its values, and the
+replicate is the weighted percentile (inverted CDF). Above ``CLUSTER_VALUES_MAX`` values, every
+request's values are thinned alike, which keeps the cost bounded and only widens the interval.
+
 ``mann_whitney(a, b)``
     Mann-Whitney U with the normal approximation, tie correction and continuity correction:
     one-sided p-values both ways and the probability of superiority ``P(B > A) + P(B = A) / 2``.
@@ -32,6 +38,7 @@ import numpy as np
 
 _MEAN_BATCH = 4_000_000  # values per resampling batch for means (~32 MB of indices)
 MEAN_RESAMPLE_MAX = 20_000
+CLUSTER_VALUES_MAX = 20_000  # pooled values kept for a cluster bootstrap (thinned above that)
 
 
 @dataclass(frozen=True)
@@ -72,17 +79,34 @@ def _require(x: np.ndarray, name: str) -> None:
         raise ValueError(f"sample {name} is empty")
 
 
+def _check_q(q: float | str) -> float | str:
+    if q == "mean":
+        return q
+    q = float(q)
+    if not 0 <= q <= 100:
+        raise ValueError(f"percentile must be within 0..100, got {q}")
+    return q
+
+
 def bootstrap_statistic(
-    x: np.ndarray, q: float | str, n_boot: int, rng: np.random.Generator
+    x: np.ndarray,
+    q: float | str,
+    n_boot: int,
+    rng: np.random.Generator,
+    groups: np.ndarray | None = None,
 ) -> tuple[float, np.ndarray]:
-    """The statistic of ``x`` (a percentile 0..100, or ``"mean"``) and ``n_boot`` replicates."""
+    """The statistic of ``x`` (a percentile 0..100, or ``"mean"``) and ``n_boot`` replicates.
+
+    ``groups`` (one id per value, e.g. the request of each chunk) switches to a cluster
+    bootstrap: whole groups are resampled, because values of one request are correlated.
+    """
+    q = _check_q(q)
+    if groups is not None:
+        return _bootstrap_clustered(x, groups, q, n_boot, rng)
     x = _clean(x)
     _require(x, "x")
     if q == "mean":
         return float(x.mean()), _bootstrap_means(x, n_boot, rng)
-    q = float(q)
-    if not 0 <= q <= 100:
-        raise ValueError(f"percentile must be within 0..100, got {q}")
     s = np.sort(x)
     n = s.size
     estimate = float(np.percentile(s, q))
@@ -111,6 +135,45 @@ def _bootstrap_means(x: np.ndarray, n_boot: int, rng: np.random.Generator) -> np
     return out
 
 
+def _bootstrap_clustered(
+    x: np.ndarray, groups: np.ndarray, q: float | str, n_boot: int, rng: np.random.Generator
+) -> tuple[float, np.ndarray]:
+    x = np.asarray(x, dtype=np.float64).ravel()
+    groups = np.asarray(groups).ravel()
+    if groups.shape != x.shape:
+        raise ValueError("groups must have one id per value")
+    keep = ~np.isnan(x)
+    x, groups = x[keep], groups[keep]
+    _require(x, "x")
+    estimate = float(x.mean() if q == "mean" else np.percentile(x, q))
+    if x.size > CLUSTER_VALUES_MAX:  # thin every group alike: the interval only gets wider
+        keep = rng.random(x.size) < CLUSTER_VALUES_MAX / x.size
+        x, groups = x[keep], groups[keep]
+    _, g = np.unique(groups, return_inverse=True)
+    m = int(g.max()) + 1
+    pvals = np.full(m, 1.0 / m)
+    out = np.empty(n_boot)
+    if q == "mean":
+        sums = np.bincount(g, weights=x, minlength=m)
+        lens = np.bincount(g, minlength=m).astype(np.float64)
+    else:
+        order = np.argsort(x, kind="stable")
+        s, gs = x[order], g[order]
+    rows = max(1, _MEAN_BATCH // max(x.size, m))
+    for start in range(0, n_boot, rows):
+        stop = min(n_boot, start + rows)
+        counts = rng.multinomial(m, pvals, size=stop - start)  # how often each group is drawn
+        if q == "mean":
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[start:stop] = (counts @ sums) / (counts @ lens)
+            continue
+        cum = np.cumsum(counts[:, gs], axis=1)  # weighted CDF over the sorted values
+        target = np.maximum(cum[:, -1] * (float(q) / 100.0), 0.5)  # q=0: first drawn value
+        idx = np.minimum((cum < target[:, None]).sum(axis=1), s.size - 1)
+        out[start:stop] = s[idx]
+    return estimate, out
+
+
 def percentile_diff_ci(
     a: np.ndarray,
     b: np.ndarray,
@@ -120,17 +183,21 @@ def percentile_diff_ci(
     seed: int = 0,
     *,
     relative: bool = False,
+    groups_a: np.ndarray | None = None,
+    groups_b: np.ndarray | None = None,
 ) -> Interval:
     """Bootstrap interval of ``P_q(b) - P_q(a)``; ``relative=True``: of ``P_q(b) / P_q(a) - 1``.
 
     ``a`` is the reference (the baseline), ``b`` the sample under test; ``q`` is a percentile in
     0..100 or ``"mean"``. NaNs are dropped. Same seed, same samples -> same interval.
+    ``groups_a`` / ``groups_b``: the cluster (request) of each value, for pooled per-chunk
+    samples such as ITL or chunk lag — whole requests are resampled.
     """
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be within (0, 1), got {confidence}")
     rng = np.random.default_rng(seed)
-    est_a, boot_a = bootstrap_statistic(a, q, n_boot, rng)
-    est_b, boot_b = bootstrap_statistic(b, q, n_boot, rng)
+    est_a, boot_a = bootstrap_statistic(a, q, n_boot, rng, groups_a)
+    est_b, boot_b = bootstrap_statistic(b, q, n_boot, rng, groups_b)
     if relative:
         if est_a <= 0:
             raise ValueError("relative change needs a positive reference statistic")

@@ -135,3 +135,46 @@ def test_bad_inputs():
         percentile_diff_ci(np.zeros(5), np.ones(5), 50, relative=True)
     with pytest.raises(ValueError, match="empty"):
         mann_whitney(np.array([np.nan]), np.array([1.0]))
+
+
+def chunk_sample(rng: np.random.Generator, n_req: int = 60, chunks: int = 40, scale: float = 1.0):
+    """Pooled per-chunk values where a slow request is slow on every chunk (like chunk lag)."""
+    offset = rng.lognormal(0.0, 0.5, n_req)
+    values = scale * (offset[:, None] + rng.exponential(0.3, (n_req, chunks)))
+    return values.ravel(), np.repeat(np.arange(n_req), chunks)
+
+
+def test_cluster_bootstrap_keeps_pooled_chunk_samples_honest():
+    """Resampling chunks as if independent flags identical runs often; resampling requests not."""
+    naive = clustered = flagged = 0
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        (a, ga), (b, gb) = chunk_sample(rng), chunk_sample(rng)
+        iv = percentile_diff_ci(a, b, 95, n_boot=400, seed=seed, relative=True)
+        naive += all(judge_change("<=", 0.0, iv))
+        iv = percentile_diff_ci(
+            a, b, 95, n_boot=400, seed=seed, relative=True, groups_a=ga, groups_b=gb
+        )
+        clustered += all(judge_change("<=", 0.0, iv))
+        c, gc = chunk_sample(rng, scale=1.5)
+        iv = percentile_diff_ci(
+            a, c, 50, n_boot=400, seed=seed, relative=True, groups_a=ga, groups_b=gc
+        )
+        flagged += all(judge_change("<=", 0.10, iv))
+    assert naive >= 8, naive  # the independence assumption is badly wrong here...
+    assert clustered <= 4, clustered  # ...the cluster bootstrap stays near its nominal rate
+    assert flagged >= 36, flagged  # and still catches a +50% regression
+
+
+def test_cluster_bootstrap_mean_and_thinning():
+    rng = np.random.default_rng(9)
+    x, groups = chunk_sample(rng, n_req=2000, chunks=20)  # 40k values: thinned to 20k
+    est, boot = bootstrap_statistic(x, "mean", 500, np.random.default_rng(0), groups)
+    assert est == pytest.approx(x.mean())
+    per_request = x.reshape(2000, 20).mean(axis=1)
+    assert boot.std() == pytest.approx(per_request.std() / np.sqrt(2000), rel=0.15)
+    est, boot = bootstrap_statistic(x, 99, 500, np.random.default_rng(0), groups)
+    assert est == np.percentile(x, 99)
+    assert abs(np.median(boot) - est) < 3 * boot.std()
+    with pytest.raises(ValueError, match="one id per value"):
+        bootstrap_statistic(x, 50, 10, np.random.default_rng(0), groups[:5])
