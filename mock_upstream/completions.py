@@ -39,6 +39,11 @@ _SSE_HEADERS = [
 ]
 
 
+_SHUTTING_DOWN = ApiError(
+    503, "the mock is shutting down", type_="server_error", code="shutting_down"
+)
+
+
 class _ClientGone(Exception):
     """The client disconnected before its request body was read."""
 
@@ -208,8 +213,12 @@ class Completions:
             watch.done = True
             stats.cancelled += 1
             task.uncancel()
-            if not watch.disconnected:  # the server is shutting down: close this connection
+            if watch.disconnected:
+                return
+            # the server is shutting down: close the stream, or answer a waiting request
+            if streaming:
                 raise ConnectionCut from None
+            await send_error(send, _SHUTTING_DOWN)
         finally:
             watch.done = True
             if not watcher.done():
@@ -360,12 +369,22 @@ class Completions:
             cut_at = offsets[min(len(offsets) - 1, fault.value * max(1, cfg.tokens_per_chunk))]
             await asyncio.sleep(max(0.0, cut_at - loop.time()))
             self.state.stats.faults[fault.label] += 1
-            if fault.kind == "disconnect":
-                raise ConnectionCut
             if fault.kind == "stall":
                 await loop.create_future()
-            await send_json(send, 200, b'{"id":"malformed","choices":[{"message":')
-            return
+            partial = b'{"id":"%s","choices":[{"message":' % rid.encode()
+            if fault.kind == "malformed":
+                await send_json(send, 200, partial)
+                return
+            # a cut: promise a body, send part of it, then drop the connection
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [*_JSON_HEADERS, (b"content-length", b"%d" % (4 * len(partial)))],
+                }
+            )
+            await send({"type": "http.response.body", "body": partial, "more_body": True})
+            raise ConnectionCut
         end = offsets[-1]
         await asyncio.sleep(max(0.0, end - loop.time()))
         text = content.text_of(plan.tokens)

@@ -51,17 +51,20 @@ def _int(text: str, what: str) -> int:
 
 
 def parse_fault(text: str) -> Fault:
-    """Parse one ``X-Mock-Fault`` value."""
+    """Parse one ``X-Mock-Fault`` value; the error message always lists the valid forms."""
     name, sep, arg = text.strip().partition(":")
     name = name.strip().lower()
-    if sep and name == "status":
-        code = _int(arg.strip(), "status CODE")
-        if not 400 <= code <= 599:
-            raise FaultSyntaxError(f"status CODE must be 400-599, got {code}; valid: {VALID_FORMS}")
-        return Fault("status", code)
-    if sep and name in _AFTER:
-        return Fault(_AFTER[name], _int(arg.strip(), f"{name} N"))
-    raise FaultSyntaxError(f"unknown fault {text!r}; valid forms: {VALID_FORMS}")
+    try:
+        if sep and name == "status":
+            code = _int(arg.strip(), "status CODE")
+            if not 400 <= code <= 599:
+                raise FaultSyntaxError(f"status CODE must be 400-599, got {code}")
+            return Fault("status", code)
+        if sep and name in _AFTER:
+            return Fault(_AFTER[name], _int(arg.strip(), f"{name} N"))
+        raise FaultSyntaxError(f"unknown fault {text!r}")
+    except FaultSyntaxError as exc:
+        raise FaultSyntaxError(f"{exc}; valid forms: {VALID_FORMS}") from None
 
 
 def parse_rate(text: str) -> FaultRate:

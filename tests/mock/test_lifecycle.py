@@ -1,0 +1,134 @@
+"""Client disconnects are noticed at once; SIGTERM with a stream open exits 0 quickly."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import httpx
+import pytest
+
+from relaybench.procs import ServerProcess
+
+from .conftest import CHAT
+
+REQUEST = (
+    b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    b"X-Mock-Output-Tokens: 1000\r\nContent-Length: %d\r\n\r\n%s"
+)
+
+
+def _open_stream(url: str, body: bytes) -> socket.socket:
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=5)
+    sock.sendall(REQUEST % (len(body), body))
+    return sock
+
+
+def _recv_chunks(sock: socket.socket, n: int) -> bytes:
+    received = b""
+    while received.count(b"x_mock_emitted_ns") < n:
+        piece = sock.recv(65536)
+        assert piece, "the stream ended early"
+        received += piece
+    return received
+
+
+def _wait_for(url: str, key: str, value: int, timeout: float = 3.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        stats = httpx.get(url + "/mock/stats").json()
+        if stats[key] == value or time.monotonic() > deadline:
+            return stats
+        time.sleep(0.01)
+
+
+def test_client_disconnect_mid_stream_is_cancelled_at_once(start_server) -> None:
+    mock = start_server("mock_upstream", "--ttft-ms", "10", "--itl-ms", "10")
+    body = b'{"messages": [{"role": "user", "content": "hi"}], "stream": true}'
+    sock = _open_stream(mock.url, body)
+    _recv_chunks(sock, 5)
+    assert _wait_for(mock.url, "active_streams", 1)["active_streams"] == 1
+    closed = time.monotonic()
+    sock.close()
+    stats = _wait_for(mock.url, "cancelled", 1)
+    noticed = time.monotonic() - closed
+    assert stats["cancelled"] == 1 and stats["active_streams"] == 0 and stats["completed"] == 0
+    assert noticed < 0.5
+    chunks = stats["chunks"]
+    time.sleep(0.1)  # ten more ITLs: nothing more may be generated
+    assert httpx.get(mock.url + "/mock/stats").json()["chunks"] == chunks
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_disconnect_during_ttft_or_queue_is_cancelled(start_server, stream: bool) -> None:
+    mock = start_server("mock_upstream", "--ttft-ms", "5000", "--max-concurrency", "1")
+    flag = b"true" if stream else b"false"
+    body = b'{"messages": [{"role": "user", "content": "hi"}], "stream": %s}' % flag
+    first, queued = _open_stream(mock.url, body), _open_stream(mock.url, body)
+    stats = _wait_for(mock.url, "queued", 1)
+    assert stats["active_requests"] == 1 and stats["queued"] == 1
+    queued.close()
+    stats = _wait_for(mock.url, "cancelled", 1)
+    assert stats["queued"] == 0 and stats["cancelled"] == 1
+    first.close()
+    stats = _wait_for(mock.url, "cancelled", 2)
+    assert stats["cancelled"] == 2 and stats["active_requests"] == 0
+    assert stats["active_streams"] == 0
+
+
+def test_openai_sdk_style_close_counts_cancelled(start_server) -> None:
+    mock = start_server("mock_upstream", "--ttft-ms", "5", "--itl-ms", "5")
+    body = {"messages": CHAT, "stream": True}
+    with (
+        httpx.Client() as client,
+        client.stream(
+            "POST",
+            mock.url + "/v1/chat/completions",
+            json=body,
+            headers={"X-Mock-Output-Tokens": "500"},
+        ) as r,
+    ):
+        for piece in r.iter_raw():
+            if b"content" in piece:
+                break
+    assert _wait_for(mock.url, "cancelled", 1)["cancelled"] == 1
+
+
+@pytest.mark.parametrize("sig_args", [(), ("--shutdown-grace-s", "0.5")])
+def test_sigterm_with_a_stream_open_exits_0_within_5_s(sig_args: tuple[str, ...]) -> None:
+    args = ["-m", "mock_upstream", "--host", "127.0.0.1", "--port", "0", "--ttft-ms", "1"]
+    server = ServerProcess("mock_upstream", [*args, "--itl-ms", "50", *sig_args]).start()
+    try:
+        sock = _open_stream(
+            server.url, b'{"messages": [{"role": "user", "content": "hi"}], "stream": true}'
+        )
+        _recv_chunks(sock, 1)
+        started = time.monotonic()
+        code = server.stop(timeout=8)
+        took = time.monotonic() - started
+        assert code == 0
+        assert took < 5.0
+        sock.settimeout(2)
+        rest = b""
+        while piece := sock.recv(65536):  # the server closed our stream: EOF, not a hang
+            rest += piece
+        assert b"[DONE]" not in rest
+        sock.close()
+    finally:
+        server.stop()
+    assert "Traceback" not in "\n".join(server.output)
+
+
+def test_sigint_idle_exits_0() -> None:
+    import os
+    import signal
+
+    args = ["-m", "mock_upstream", "--host", "127.0.0.1", "--port", "0"]
+    server = ServerProcess("mock_upstream", args).start()
+    try:
+        assert server.proc is not None
+        os.kill(server.proc.pid, signal.SIGINT)
+        assert server.proc.wait(5) == 0
+    finally:
+        server.stop()
