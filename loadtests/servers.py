@@ -105,14 +105,6 @@ class BenchServers:
         self.relay.start()
         wait_healthy(self.relay.url)
 
-    def reset_mock(self) -> None:
-        assert self.mock is not None
-        http_json(self.mock.url + "/mock/reset", method="POST")
-
-    def mock_stats(self) -> Any:
-        assert self.mock is not None
-        return http_json(self.mock.url + "/mock/stats")
-
     def stop(self) -> None:
         for server in (self.relay, self.mock):
             if server is not None:
