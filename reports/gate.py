@@ -306,9 +306,15 @@ def _relative(check: Check, run: Run, baseline: Run, options: GateOptions) -> Re
     change = _change(base, current)
     violated = not _met(check.op, change, check.value)
     if check.metric == "output_tokens_per_s":
-        test = mann_whitney(
-            token_rates(baseline.records(check.target)), token_rates(run.records(check.target))
-        )
+        base_rates = token_rates(baseline.records(check.target))
+        rates = token_rates(run.records(check.target))
+        if base_rates.size == 0 or rates.size == 0:
+            missing = "run" if rates.size == 0 else "baseline"
+            detail = f"no successful request in the {missing} to rank"
+            return Result(
+                check.target, check.metric, False, current, check.text, detail, "relative"
+            )
+        test = mann_whitney(base_rates, rates)
         p = test.p_greater if check.op == "<=" else test.p_less
         significant = p < 1 - options.confidence
         detail = (
@@ -415,7 +421,9 @@ def _derived(check: Check, run: Run, thresholds: Thresholds) -> Result:
         value = None if r is None or o is None else r - o
         detail = f"{roles.relay_target} {format_value(r)} - {other_name} {format_value(o)} ms"
     if value is None:
-        return Result("derived", metric, False, None, check.text, f"no measurement: {detail}")
+        return Result(
+            "derived", metric, False, None, check.text, f"no measurement: {detail}", "derived"
+        )
     return Result(
         "derived", metric, _met(check.op, value, check.value), value, check.text, detail, "derived"
     )

@@ -24,6 +24,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
         "slow": make_run(root / "slow", seed=3, ttft_ms=240.0),  # TTFT shifted by +20%
         "errors": make_run(root / "errors", seed=4, error_rate=0.05),
         "degraded": make_run(root / "degraded", seed=5, loadgen_cpu_pct=99.0),
+        "all_failed": make_run(root / "all_failed", seed=8, error_rate=1.0),
         "relay_only": make_run(root / "relay_only", seed=6, targets=(DEFAULT_TARGETS[1],)),
         "no_stamps": make_run(
             root / "no_stamps",
@@ -397,3 +398,34 @@ def test_help_exits_0(capsys):
         relaybench(["gate", "--help"])
     assert done.value.code == 0
     assert "--allow-degraded" in capsys.readouterr().out
+
+
+def test_a_target_with_no_successful_request_fails_its_checks(tmp_path, runs, capsys):
+    toml = write_toml(
+        tmp_path / "t.toml",
+        '[relay]\n"ttft_ms.p95" = "<= 800"\n"ttft_ms.p50" = "<= +10%"\n'
+        '"output_tokens_per_s" = ">= -5%"\n'
+        '[derived]\nslo_ttft_ms = 1000\n"relay_added_ttft_ms.p50" = "<= 50"\n'
+        '"goodput_pct" = ">= 95"\n',
+    )
+    code, out, err = gate(capsys, runs["all_failed"], toml, "--baseline", str(runs["base"]))
+    assert code == 1, err
+    assert "no measurement" in line(out, "ttft_ms.p95")
+    assert "no ttft_ms samples in the run" in line(out, "ttft_ms.p50")
+    assert "no successful request in the run" in line(out, "output_tokens_per_s")
+    assert "no measurement" in line(out, "relay_added_ttft_ms.p50")
+    assert line(out, "goodput_pct").startswith("FAIL") and " 0 " in line(out, "goodput_pct")
+    assert all(row.startswith("FAIL") for row in out.splitlines()[2:-1])
+
+
+def test_confidence_option_changes_the_interval(tmp_path, runs, capsys):
+    toml = write_toml(tmp_path / "t.toml", '[relay]\n"ttft_ms.p50" = "<= +10%"\n')
+    widths = {}
+    for level in ("0.8", "0.99"):
+        args = ("--baseline", str(runs["base"]), "--confidence", level)
+        _, out, _ = gate(capsys, runs["same"], toml, *args)
+        p50 = line(out, "ttft_ms.p50")
+        assert f"{float(level):.0%} CI" in p50
+        low, high = (float(x) for x in re.search(r"\[([+-][\d.]+)%, ([+-][\d.]+)%\]", p50).groups())
+        widths[level] = high - low
+    assert widths["0.99"] > widths["0.8"]
