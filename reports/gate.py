@@ -8,6 +8,7 @@ relative   ``[relay] "ttft_ms.p50" = "<= +10%"`` — the change versus the same 
            change is beyond the tolerance AND the confidence interval of the change lies wholly on
            the bad side of min(0, tolerance) for ``<=`` (max(0, tolerance) for ``>=``). The
            tolerance says how big a change matters; the interval says whether it is real.
+           Pooled per-chunk metrics (itl, chunk lag) resample whole requests (cluster bootstrap).
 derived    ``[derived] "relay_added_ttft_ms.p95" = "<= 50"`` — computed across the targets of the
            same run, so machine speed cancels out. Absolute limits only.
 
