@@ -1,10 +1,12 @@
 """Per-principal rate limits: GCRA requests-per-minute, and a cap on concurrent requests.
 
 GCRA (the generic cell rate algorithm) keeps one number per key, the theoretical arrival time
-``tat``. With ``interval = 60 s / rpm`` a request at ``now`` is admitted when
-``max(tat, now) + interval - now <= 60 s``, and then ``tat`` advances by ``interval``. A burst
-of N simultaneous requests on a fresh key admits exactly ``rpm`` of them; afterwards one more
-every ``interval``. (Comparisons allow half an interval of float slack, far below one request.)
+``tat``. With ``interval = 60 s // rpm`` and ``tau = rpm * interval`` (both whole microseconds),
+a request at ``now`` is admitted when ``max(tat, now) + interval - now <= tau``, and then ``tat``
+advances by ``interval``. A burst of N simultaneous requests on a fresh key admits exactly
+``rpm`` of them; afterwards one more every ``interval``. All arithmetic is on integers (exact in
+Python and in Redis's Lua doubles, which hold integers up to 2**53 exactly), so the count is
+exact, with no float slack that could admit one request too many.
 
 ``MemoryBackend`` holds ``tat`` in this process. ``RedisBackend`` runs the same step as ONE Lua
 script, reading Redis's own clock, so any number of relay processes share each key's limit
@@ -36,7 +38,7 @@ from relay.metrics import Metrics
 
 log = logging.getLogger("relay.ratelimit")
 
-PERIOD_S = 60.0
+PERIOD_US = 60_000_000
 
 
 @dataclass(frozen=True)
@@ -58,26 +60,26 @@ class Decision:
         }
 
 
-def gcra_step(tat: float | None, now: float, rpm: int) -> tuple[Decision, float | None]:
-    """One GCRA step (seconds). Returns the decision and the new ``tat`` (None: unchanged)."""
-    interval = PERIOD_S / rpm
+def gcra_step(tat: int | None, now: int, rpm: int) -> tuple[Decision, int | None]:
+    """One GCRA step in integer microseconds. Returns the decision and the new ``tat``."""
+    interval = max(1, PERIOD_US // rpm)
+    tau = interval * rpm
     base = now if tat is None or tat < now else tat
     new_tat = base + interval
-    if new_tat - now > PERIOD_S + interval / 2:
-        retry = new_tat - PERIOD_S - now
-        return Decision(False, rpm, 0, base - now, retry), None
-    remaining = math.floor((PERIOD_S - (new_tat - now)) / interval + 1e-6)
-    return Decision(True, rpm, max(0, remaining), new_tat - now, 0.0), new_tat
+    if new_tat - now > tau:
+        return Decision(False, rpm, 0, (base - now) / 1e6, (new_tat - tau - now) / 1e6), None
+    remaining = (tau - (new_tat - now)) // interval
+    return Decision(True, rpm, remaining, (new_tat - now) / 1e6, 0.0), new_tat
 
 
 class MemoryBackend:
     name = "memory"
 
     def __init__(self) -> None:
-        self._tat: dict[str, float] = {}
+        self._tat: dict[str, int] = {}
 
     async def hit(self, key: str, rpm: int) -> Decision:
-        now = time.monotonic()
+        now = time.monotonic_ns() // 1000
         decision, new_tat = gcra_step(self._tat.get(key), now, rpm)
         if new_tat is not None:
             self._tat[key] = new_tat
@@ -89,25 +91,24 @@ class MemoryBackend:
         return None
 
 
-# KEYS[1] = the key; ARGV[1] = rpm. Times in microseconds from Redis's TIME. Returns
-# {allowed, remaining, reset_us, retry_after_us} as strings (Lua numbers would be truncated).
+# KEYS[1] = the key; ARGV[1] = rpm. gcra_step in Lua, on Redis's clock (TIME), integer µs.
+# Returns {allowed, remaining, reset_us, retry_after_us} as strings: exact, whatever the size.
 _GCRA_LUA = """
 local rpm = tonumber(ARGV[1])
-local period = 60000000
-local interval = period / rpm
+local interval = math.max(1, math.floor(60000000 / rpm))
+local tau = interval * rpm
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local tat = tonumber(redis.call('GET', KEYS[1]))
 if tat == nil or tat < now then tat = now end
 local new_tat = tat + interval
-if new_tat - now > period + interval / 2 then
-  return {'0', '0', string.format('%.17g', tat - now),
-          string.format('%.17g', new_tat - period - now)}
+if new_tat - now > tau then
+  return {'0', '0', string.format('%.0f', tat - now), string.format('%.0f', new_tat - tau - now)}
 end
 local ttl = math.ceil((new_tat - now) / 1000) + 1000
-redis.call('SET', KEYS[1], string.format('%.17g', new_tat), 'PX', ttl)
-local remaining = math.floor((period - (new_tat - now)) / interval + 0.000001)
-return {'1', tostring(remaining), string.format('%.17g', new_tat - now), '0'}
+redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', ttl)
+return {'1', string.format('%.0f', math.floor((tau - (new_tat - now)) / interval)),
+        string.format('%.0f', new_tat - now), '0'}
 """
 
 

@@ -1,0 +1,219 @@
+"""Point 3: GCRA limits per key / per IP, concurrent bursts, the streams cap, two relays sharing
+one real Redis (exact admission), and Redis down (fail open / closed, never a hang)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections import Counter
+
+import httpx
+import pytest
+
+from relay.keys import create_key
+from relay.ratelimit import gcra_step
+
+
+def burst(urls: list[str], n: int, headers: dict, body: bytes) -> list[httpx.Response]:
+    """n concurrent requests, spread round-robin over urls; all in flight at once."""
+
+    async def run() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=n + 10)
+        async with httpx.AsyncClient(limits=limits, timeout=20) as client:
+            gate = asyncio.Event()
+
+            async def one(i: int) -> httpx.Response:
+                await gate.wait()
+                url = urls[i % len(urls)] + "/v1/chat/completions"
+                return await client.post(url, content=body, headers=headers)
+
+            tasks = [asyncio.create_task(one(i)) for i in range(n)]
+            await asyncio.sleep(0.05)
+            gate.set()
+            return await asyncio.gather(*tasks)
+
+    return asyncio.run(run())
+
+
+def test_gcra_burst_admits_exactly_the_limit_then_one_per_interval():
+    tat = None
+    now = 1_000_000_000
+    admitted = 0
+    for _ in range(100):
+        decision, new_tat = gcra_step(tat, now, 30)
+        if decision.allowed:
+            admitted += 1
+            tat = new_tat
+            assert decision.remaining == 30 - admitted
+        else:
+            assert decision.retry_after_s == pytest.approx(2.0)  # 60 s / 30
+    assert admitted == 30
+    assert not gcra_step(tat, now + 1_999_999, 30)[0].allowed
+    assert gcra_step(tat, now + 2_000_000, 30)[0].allowed
+
+
+@pytest.mark.parametrize("rpm", [7, 13, 30, 1000, 7919, 100_000])
+def test_gcra_exact_for_awkward_rates(rpm):
+    tat, admitted = None, 0
+    now = 1_763_000_000_000_000  # a real Unix time in µs: the magnitude Redis works at
+    for _ in range(rpm * 2):
+        decision, new_tat = gcra_step(tat, now, rpm)
+        if decision.allowed:
+            admitted, tat = admitted + 1, new_tat
+    assert admitted == rpm
+
+
+def test_memory_limit_under_concurrent_burst(relay, keys_file, kit):
+    key = create_key(keys_file, "tiny", {"tiny": {"rpm": 10, "max_streams": 0}})
+    server = relay()
+    responses = burst([server.url], 40, {"X-API-Key": key}, kit.chat(stream=False))
+    statuses = Counter(r.status_code for r in responses)
+    assert statuses == {200: 10, 429: 30}
+    refused = next(r for r in responses if r.status_code == 429)
+    assert refused.json()["error"]["type"] == "rate_limit_error"
+    assert 1 <= int(refused.headers["retry-after"]) <= 6  # next slot in 60/10 s
+    assert refused.headers["x-ratelimit-limit"] == "10"
+    assert refused.headers["x-ratelimit-remaining"] == "0"
+    assert int(refused.headers["x-ratelimit-reset"]) > 0
+    ok = [r for r in responses if r.status_code == 200]
+    assert sorted(int(r.headers["x-ratelimit-remaining"]) for r in ok) == list(range(10))
+    assert "relay_rate_limited_total 30" in httpx.get(server.url + "/metrics").text
+
+
+def test_limits_are_per_key(relay, keys_file, kit):
+    plan = {"tiny": {"rpm": 3, "max_streams": 0}}
+    first, second = create_key(keys_file, "tiny", plan), create_key(keys_file, "tiny", plan)
+    server = relay()
+    for key in (first, second):
+        statuses = [
+            httpx.post(
+                server.url + "/v1/chat/completions",
+                content=kit.chat(stream=False),
+                headers={"X-API-Key": key},
+            ).status_code
+            for _ in range(4)
+        ]
+        assert statuses == [200, 200, 200, 429]
+
+
+def test_per_ip_limit_when_auth_is_off(relay, keys_file, kit):
+    create_key(keys_file, "anon", {"anon": {"rpm": 4, "max_streams": 0}})
+    server = relay("--auth", "off", "--keys-file", str(keys_file), "--anon-plan", "anon")
+    responses = burst([server.url], 12, {}, kit.chat(stream=False))
+    assert Counter(r.status_code for r in responses) == {200: 4, 429: 8}
+
+
+def test_concurrent_streams_cap(relay, keys_file, kit):
+    key = create_key(keys_file, "two", {"two": {"rpm": 1000, "max_streams": 2}})
+    server = relay()
+    slow = {"X-API-Key": key, "X-Mock-ITL-Ms": "100", "X-Mock-Output-Tokens": "8"}
+    url = server.url + "/v1/chat/completions"
+    with (
+        httpx.stream("POST", url, content=kit.chat(), headers=slow) as one,
+        httpx.stream("POST", url, content=kit.chat(), headers=slow) as two,
+    ):
+        assert one.status_code == two.status_code == 200
+        third = httpx.post(url, content=kit.chat(), headers={"X-API-Key": key})
+        assert third.status_code == 429
+        assert third.json()["error"]["code"] == "too_many_concurrent_requests"
+        assert third.headers["retry-after"] == "1"
+        one.read()
+        two.read()
+    after = httpx.post(url, content=kit.chat(), headers={"X-API-Key": key})
+    assert after.status_code == 200  # the slots were released
+
+
+def test_two_relays_share_one_redis_exactly(relay, keys_file, redis_url, kit):
+    key = create_key(keys_file, "shared", {"shared": {"rpm": 25, "max_streams": 0}})
+    env = {"RELAY_REDIS_URL": redis_url}
+    first, second = relay(env=env), relay(env=env)
+    responses = burst([first.url, second.url], 90, {"X-API-Key": key}, kit.chat(stream=False))
+    # Each relay got 45 requests, over the limit on its own: separate limits would admit 50.
+    ports = [httpx.URL(server.url).port for server in (first, second)]
+    assert Counter(r.url.port for r in responses) == {ports[0]: 45, ports[1]: 45}
+    assert Counter(r.status_code for r in responses) == {200: 25, 429: 65}
+    for server in (first, second):
+        assert httpx.get(server.url + "/health").json()["ratelimit_backend"] == "redis"
+
+
+@pytest.mark.parametrize("policy, status", [("open", 200), ("closed", 503)])
+def test_redis_refusing_connections(relay, make_key, kit, policy, status):
+    key = make_key("basic")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"redis://127.0.0.1:{sock.getsockname()[1]}/0"
+    server = relay(env={"RELAY_REDIS_URL": dead, "RELAY_RATELIMIT_FAIL": policy})
+    started = time.perf_counter()
+    for _ in range(3):
+        response = httpx.post(
+            server.url + "/v1/chat/completions",
+            content=kit.chat(stream=False),
+            headers={"X-API-Key": key},
+            timeout=5,
+        )
+        assert response.status_code == status
+    assert time.perf_counter() - started < 3.0
+    if status == 503:
+        assert response.json()["error"]["code"] == "ratelimit_unavailable"
+    metrics = httpx.get(server.url + "/metrics").text
+    assert "relay_ratelimit_backend_errors_total 3" in metrics
+
+
+class BlackHole:
+    """Accepts TCP connections and never answers (a hung Redis)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.sock.settimeout(0.05)
+        self.held: list[socket.socket] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.held.append(conn)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(2)
+        self.sock.close()
+        for conn in self.held:
+            conn.close()
+
+
+@pytest.mark.parametrize("policy, status", [("open", 200), ("closed", 503)])
+def test_redis_hanging_never_hangs_requests(relay, make_key, kit, policy, status):
+    key = make_key("basic")
+    hole = BlackHole()
+    try:
+        server = relay(
+            env={
+                "RELAY_REDIS_URL": f"redis://127.0.0.1:{hole.port}/0",
+                "RELAY_RATELIMIT_FAIL": policy,
+                "RELAY_REDIS_TIMEOUT_MS": "200",
+            }
+        )
+        for _ in range(3):
+            started = time.perf_counter()
+            response = httpx.post(
+                server.url + "/v1/chat/completions",
+                content=kit.chat(stream=False),
+                headers={"X-API-Key": key},
+                timeout=5,
+            )
+            assert response.status_code == status
+            assert time.perf_counter() - started < 1.5  # 200 ms socket timeout + the request
+    finally:
+        hole.close()
