@@ -59,7 +59,12 @@ class RecordWriter:
 
 
 class CpuSampler:
-    """Samples this process's CPU (100 = one core) and memory to ``loadgen/*.jsonl``."""
+    """Samples this process's CPU (100 = one core) and memory to ``loadgen/*.jsonl``.
+
+    CPU is the process's user+system time over the wall time since the previous sample; a
+    sample less than half an interval after the previous one is skipped (too short to mean
+    anything: psutil-style percentages over milliseconds jump to absurd values).
+    """
 
     def __init__(self, run_dir: Path, target: str, worker: str) -> None:
         path = run_dir / "loadgen" / f"{target}.{worker}.jsonl"
@@ -67,11 +72,20 @@ class CpuSampler:
         self.worker = worker
         self._file: IO[bytes] = path.open("ab")
         self._proc = psutil.Process()
-        self._proc.cpu_percent(None)  # prime: the first call has no interval to measure
+        self._last = (time.monotonic(), self._cpu_s())
         self.max_pct = 0.0
 
-    def sample(self, users: int) -> dict[str, Any]:
-        pct = self._proc.cpu_percent(None)
+    def _cpu_s(self) -> float:
+        t = self._proc.cpu_times()
+        return t.user + t.system
+
+    def sample(self, users: int) -> dict[str, Any] | None:
+        now, cpu = time.monotonic(), self._cpu_s()
+        wall = now - self._last[0]
+        if wall < SAMPLE_INTERVAL_S / 2:
+            return None
+        pct = 100.0 * (cpu - self._last[1]) / wall
+        self._last = (now, cpu)
         self.max_pct = max(self.max_pct, pct)
         row = {
             "t_ns": time.time_ns(),

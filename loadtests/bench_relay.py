@@ -1,0 +1,190 @@
+"""``make bench-relay``: the relay's overhead versus direct, and the load generator's capacity.
+
+1. Our mock and relay on loopback; at 10, 50 and 100 concurrent streams, the same seeded load
+   runs ``direct`` (the mock) and then ``relay`` (through the relay). Added TTFT is relay minus
+   direct TTFT; added chunk lag is relay minus direct chunk lag (client arrival − the mock's
+   emission stamp, so the harness's own error cancels out). p50 with the 95% bootstrap interval
+   from ``reports.summary``'s ``overhead`` block, p99 as the difference of the two p99s.
+2. The direct first-token lag at 100 streams: the harness's own measurement error there.
+3. Capacity: ``relaybench calibrate``'s rising-concurrency run (one Locust process).
+
+Targets (printed as met / missed): added TTFT p50 ≤ 1 ms and p99 ≤ 5 ms at 100 streams; direct
+first-token lag p50 ≤ 0.5 ms and p99 ≤ 2 ms at 100 streams; ≥ 500 streams per Locust process.
+Everything shares this machine's cores (mock, relay, load generator, and whatever else runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from loadtests import calibrate
+from loadtests.config import LoadConfig, Target
+from loadtests.orchestrator import Orchestrator, RunPlan, environment
+from loadtests.servers import BenchServers, MockSettings
+from loadtests.shapes import ShapeParams
+
+LEVELS = (10, 50, 100)
+CAPACITY_LEVELS = (100, 250, 500, 750)
+
+
+def _get(stats: dict[str, Any] | None, key: str) -> float | None:
+    return None if not stats else stats.get(key)
+
+
+def _diff(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else round(b - a, 3)
+
+
+def overhead_row(level: int, summary: dict[str, Any]) -> dict[str, Any]:
+    d, r = summary["targets"]["direct"], summary["targets"]["relay"]
+    over = (summary.get("overhead") or {}).get("relay", {})
+    return {
+        "streams": level,
+        "requests": {"direct": d["requests"], "relay": r["requests"]},
+        "errors": {"direct": d["errors"], "relay": r["errors"]},
+        "added_ttft_ms": {
+            "p50": _diff(_get(d["ttft_ms"], "p50"), _get(r["ttft_ms"], "p50")),
+            "p50_ci": over.get("added_ttft_ms_p50"),
+            "p99": _diff(_get(d["ttft_ms"], "p99"), _get(r["ttft_ms"], "p99")),
+        },
+        "added_chunk_lag_ms": {
+            "p50": _diff(_get(d["chunk_lag_ms"], "p50"), _get(r["chunk_lag_ms"], "p50")),
+            "p50_ci": over.get("added_chunk_lag_ms_p50"),
+            "p99": _diff(_get(d["chunk_lag_ms"], "p99"), _get(r["chunk_lag_ms"], "p99")),
+        },
+        "direct_first_token_lag_ms": {
+            "p50": _get(d["first_token_lag_ms"], "p50"),
+            "p99": _get(d["first_token_lag_ms"], "p99"),
+        },
+        "loadgen_cpu_max_pct": summary["health"]["loadgen_cpu_max_pct"],
+        "health": summary["health"],
+    }
+
+
+def run_overhead(levels: Sequence[int], duration_s: float, work: Path) -> list[dict[str, Any]]:
+    servers = BenchServers(MockSettings(ttft_ms=100, itl_ms=20, output_tokens=50))
+    rows = []
+    try:
+        servers.start()
+        assert servers.mock and servers.relay
+        targets = [
+            Target("direct", servers.mock.url, stream=True, kind="mock", stamps=True),
+            Target("relay", servers.relay.url, stream=True, kind="relay", stamps=True),
+        ]
+        for level in levels:
+            run_dir = work / f"overhead-{level}"
+            load = LoadConfig(
+                run_dir=str(run_dir),
+                target=targets[0],
+                shape=ShapeParams("steady", users=level, duration_s=duration_s),
+                api_key=servers.api_key,
+                max_tokens=None,
+            )
+            plan = RunPlan(
+                run_dir=run_dir,
+                command=f"bench_relay overhead {level}",
+                load=load,
+                targets=targets,
+                mock_url=servers.mock.url,
+                full_report=False,
+            )
+            orch = Orchestrator(plan)
+            summary = orch.run()
+            if orch.interrupted or summary is None:
+                break
+            rows.append(overhead_row(level, summary))
+            print("   " + format_overhead(rows[-1]), flush=True)
+    finally:
+        servers.stop()
+    return rows
+
+
+def _f(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.2f}"
+
+
+def format_overhead(row: dict[str, Any]) -> str:
+    t, c, lag = row["added_ttft_ms"], row["added_chunk_lag_ms"], row["direct_first_token_lag_ms"]
+    return (
+        f"streams {row['streams']:3d}: added TTFT p50 {_f(t['p50'])} p99 {_f(t['p99'])} ms | "
+        f"added chunk lag p50 {_f(c['p50'])} p99 {_f(c['p99'])} ms | "
+        f"direct first-token lag p50 {_f(lag['p50'])} p99 {_f(lag['p99'])} ms | "
+        f"loadgen CPU max {row['loadgen_cpu_max_pct']:.0f}%"
+    )
+
+
+def _verdict(value: float | None, limit: float, *, at_least: bool = False) -> str:
+    if value is None:
+        return "n/a"
+    ok = value >= limit if at_least else value <= limit
+    return "met" if ok else "MISSED"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m loadtests.bench_relay")
+    p.add_argument("--duration", type=float, default=8.0, help="seconds per target and level")
+    p.add_argument("--capacity-duration", type=float, default=5.0)
+    p.add_argument("--out", type=Path, help="JSON result (default runs/bench-relay-<ts>.json)")
+    p.add_argument("--skip-capacity", action="store_true")
+    args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = args.out or Path("runs") / f"bench-relay-{stamp}.json"
+    with tempfile.TemporaryDirectory(prefix="relaybench-bench-") as tmp:
+        print("== relay overhead versus direct (mock TTFT 100 ms, 20 ms x 50 chunks)", flush=True)
+        rows = run_overhead(LEVELS, args.duration, Path(tmp))
+        cap_rows: list[dict[str, Any]] = []
+        if not args.skip_capacity:
+            print("== load generator capacity (one Locust process, zero-TTFT mock)", flush=True)
+            cap_rows = calibrate.measure(
+                CAPACITY_LEVELS,
+                duration_s=args.capacity_duration,
+                itl_ms=20.0,
+                tokens=40,
+                work_dir=Path(tmp) / "capacity",
+            )
+    cap = calibrate.capacity(cap_rows) if cap_rows else None
+    print("\n== results")
+    for row in rows:
+        print("  " + format_overhead(row))
+    at100 = next((r for r in rows if r["streams"] == 100), None)
+    if at100:
+        t, lag = at100["added_ttft_ms"], at100["direct_first_token_lag_ms"]
+        print(f"  target added TTFT p50 <= 1 ms at 100 streams: {_verdict(t['p50'], 1.0)}")
+        print(f"  target added TTFT p99 <= 5 ms at 100 streams: {_verdict(t['p99'], 5.0)}")
+        print(f"  target direct first-token lag p50 <= 0.5 ms: {_verdict(lag['p50'], 0.5)}")
+        print(f"  target direct first-token lag p99 <= 2 ms: {_verdict(lag['p99'], 2.0)}")
+    if cap:
+        for row in cap_rows:
+            print("  " + calibrate.format_row(row))
+        print(
+            f"  capacity: {cap['streams_per_process']} streams, "
+            f"{cap['chunks_per_s_per_process']:.0f} chunks/s per Locust process; "
+            f"target >= 500 streams: {_verdict(cap['streams_per_process'], 500, at_least=True)}"
+            + (
+                f" (broke at {cap['broke_at_streams']}: {'; '.join(cap['broke_because'])})"
+                if cap["broke_at_streams"]
+                else ""
+            )
+        )
+    result = {
+        "overhead": rows,
+        "capacity_levels": cap_rows,
+        "capacity": cap,
+        "environment": environment(1),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
