@@ -19,6 +19,7 @@ from relay.metrics import Metrics
 log = logging.getLogger("relay.access")
 
 _SANE_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
+ROUTES = frozenset({"/v1/chat/completions", "/api/chat/stream", "/health", "/metrics"})
 CLIENT_CLOSED = 499  # the nginx convention: the client went away before any response
 
 
@@ -55,7 +56,8 @@ class AccessMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            self.metrics.requests[status] += 1
+            route = scope["path"] if scope["path"] in ROUTES else "other"
+            self.metrics.requests[(route, status)] += 1
             log.info(
                 "request",
                 extra={

@@ -16,7 +16,7 @@ TTFB_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.
 
 class Metrics:
     def __init__(self) -> None:
-        self.requests: Counter[int] = Counter()  # by response status
+        self.requests: Counter[tuple[str, int]] = Counter()  # by (route, response status)
         self.active_streams = 0
         self.rate_limited = 0
         self.ratelimit_backend_errors = 0
@@ -47,9 +47,9 @@ class Metrics:
             out.append(f"# HELP {name} {help_}")
             out.append(f"# TYPE {name} {kind}")
 
-        family("relay_requests_total", "counter", "Finished requests by response status.")
-        for status, count in sorted(self.requests.items()):
-            out.append(f'relay_requests_total{{status="{status}"}} {count}')
+        family("relay_requests_total", "counter", "Finished requests by route and status.")
+        for (route, status), count in sorted(self.requests.items()):
+            out.append(f'relay_requests_total{{route="{route}",status="{status}"}} {count}')
         family("relay_active_streams", "gauge", "Requests being relayed right now.")
         out.append(f"relay_active_streams {self.active_streams}")
         family(

@@ -1,0 +1,191 @@
+"""Points 9 and 11: client disconnects close the upstream (no leak), request IDs, logs without
+secrets, /health and /metrics, graceful shutdown, and the official openai SDK through the relay."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+
+import httpx
+import openai
+import orjson
+import pytest
+
+
+def wait_for(predicate, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    return predicate()
+
+
+def raw_request(url: str, body: bytes, headers: dict[str, str]) -> socket.socket:
+    """Send a request on a raw socket (so the test can hang up whenever it likes)."""
+    host, port = url.removeprefix("http://").split(":")
+    conn = socket.create_connection((host, int(port)))
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    conn.sendall(
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n{head}\r\n".encode()
+        + body
+    )
+    return conn
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_client_disconnect_closes_upstream_at_once(relay, mock, make_key, kit, stream):
+    key = make_key()
+    server = relay()
+    httpx.post(mock.url + "/mock/reset")
+    conn = raw_request(
+        server.url,
+        kit.chat(stream=stream),
+        {"X-API-Key": key, "X-Mock-ITL-Ms": "50", "X-Mock-Output-Tokens": "200"},
+    )
+    if stream:
+        assert conn.recv(4096).startswith(b"HTTP/1.1 200")  # streaming has begun
+    assert wait_for(lambda: kit.mock_stats(mock)["requests"] == 1)
+    time.sleep(0.1)
+    conn.close()
+    # 200 tokens x 50 ms = 10 s of generation: only a prompt close explains these.
+    stats = wait_for(lambda: (s := kit.mock_stats(mock))["cancelled"] == 1 and s, timeout=2.0)
+    assert stats and stats["active_streams"] == 0 and stats["completed"] == 0
+    health = httpx.get(server.url + "/health").json()
+    assert health["active_streams"] == 0
+    assert "relay_client_disconnects_total 1" in httpx.get(server.url + "/metrics").text
+
+
+def test_many_cancelled_requests_leak_nothing(relay, mock, make_key, kit):
+    key = make_key()
+    server = relay()
+    httpx.post(mock.url + "/mock/reset")
+    headers = {"X-API-Key": key, "X-Mock-ITL-Ms": "20", "X-Mock-Output-Tokens": "500"}
+    conns = [raw_request(server.url, kit.chat(stream=i % 2 == 0), headers) for i in range(40)]
+    # 20 streams and 20 whole answers, every one of them generating (500 x 20 ms = 10 s)
+    assert wait_for(
+        lambda: (s := kit.mock_stats(mock))["requests"] == 40 and s["active_streams"] == 20
+    )
+    time.sleep(0.1)
+    for conn in conns:
+        conn.close()
+    stats = wait_for(lambda: (s := kit.mock_stats(mock))["cancelled"] == 40 and s, timeout=5.0)
+    assert stats and stats["active_streams"] == 0
+    health = wait_for(
+        lambda: (h := httpx.get(server.url + "/health").json())["active_streams"] == 0 and h
+    )
+    assert health["upstream_pool"]["busy"] == 0  # nothing held by a forgotten response
+    # The relay still works normally afterwards.
+    response = httpx.post(
+        server.url + "/v1/chat/completions", content=kit.chat(), headers={"X-API-Key": key}
+    )
+    assert kit.sse_data(response.content)[-1] == "[DONE]"
+
+
+def test_request_id_echoed_generated_and_logged_without_secrets(start_server, mock, keys_file):
+    from relay.keys import create_key
+
+    key = create_key(keys_file, "pro")
+    server = start_server(
+        "relay",
+        "--upstream-url",
+        mock.url,
+        "--keys-file",
+        str(keys_file),
+        env={"RELAY_LOG_LEVEL": "info", "RELAY_UPSTREAM_API_KEY": "sk-upstream-secret-xyz"},
+    )
+    secret_prompt = "my very private prompt text 7f3a"
+    body = orjson.dumps({"messages": [{"role": "user", "content": secret_prompt}], "stream": True})
+    url = server.url + "/v1/chat/completions"
+    given = httpx.post(url, content=body, headers={"X-API-Key": key, "X-Request-ID": "abc-123"})
+    assert given.headers["x-request-id"] == "abc-123"
+    made = httpx.post(url, content=body, headers={"X-API-Key": key})
+    assert len(made.headers["x-request-id"]) == 32
+    for bad_id in ("has spaces<script>", "x" * 200):
+        unsafe = httpx.post(url, content=body, headers={"X-API-Key": key, "X-Request-ID": bad_id})
+        assert len(unsafe.headers["x-request-id"]) == 32  # replaced, not echoed
+    httpx.post(url, content=body, headers={"X-API-Key": "rk-wrong-key-value"})
+    lines = wait_for(lambda: [line for line in server.output if "abc-123" in line])
+    entry = orjson.loads(lines[0])
+    assert entry["request_id"] == "abc-123" and entry["status"] == 200
+    assert entry["principal"].startswith("key:") and entry["tokens"] == 8
+    everything = "\n".join(server.output)
+    for secret in (key, secret_prompt, "sk-upstream-secret-xyz", "rk-wrong-key-value"):
+        assert secret not in everything
+
+
+def test_health_and_metrics(relay, make_key, kit):
+    key = make_key()
+    server = relay()
+    httpx.post(server.url + "/v1/chat/completions", content=kit.chat(), headers={"X-API-Key": key})
+    httpx.post(server.url + "/v1/chat/completions", content=kit.chat(), headers={})
+    health = httpx.get(server.url + "/health")
+    assert health.status_code == 200 and health.json()["status"] == "ok"
+    text = httpx.get(server.url + "/metrics").text
+    for needle in (
+        'relay_requests_total{route="/v1/chat/completions",status="200"} 1',
+        'relay_requests_total{route="/v1/chat/completions",status="401"} 1',
+        'relay_requests_total{route="/health",status="200"} 1',
+        "relay_active_streams 0",
+        'relay_upstream_first_byte_seconds_bucket{le="+Inf"} 1',
+        "relay_upstream_first_byte_seconds_count 1",
+        "relay_rate_limited_total 0",
+        'kind="completion"} 8',
+        "# TYPE relay_upstream_errors_total counter",
+    ):
+        assert needle in text, needle
+
+
+def test_graceful_shutdown_finishes_short_streams_and_cuts_long_ones(relay, make_key, kit):
+    key = make_key()
+    server = relay(env={"RELAY_GRACE_MS": "800"})
+    url = server.url + "/v1/chat/completions"
+    short = {"X-API-Key": key, "X-Mock-ITL-Ms": "50", "X-Mock-Output-Tokens": "6"}
+    long = {"X-API-Key": key, "X-Mock-ITL-Ms": "50", "X-Mock-Output-Tokens": "400"}
+    with (
+        httpx.stream("POST", url, content=kit.chat(), headers=short) as quick,
+        httpx.stream("POST", url, content=kit.chat(), headers=long) as slow,
+    ):
+        assert quick.status_code == slow.status_code == 200
+        started = time.perf_counter()
+        os.kill(server.pid, signal.SIGTERM)
+        quick_body = quick.read()
+        slow_body = slow.read()
+        cut_after = time.perf_counter() - started
+    assert kit.sse_data(quick_body)[-1] == "[DONE]"  # finished within the grace period
+    data = kit.sse_data(slow_body)
+    assert "[DONE]" not in data
+    assert orjson.loads(data[-1])["error"]["code"] == "shutting_down"
+    assert 0.7 < cut_after < 3.0  # the 800 ms grace, then the cut
+    assert server.proc.wait(5) == 0
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(server.url + "/health")
+
+
+def test_sigint_exits_zero(relay):
+    server = relay()
+    os.kill(server.pid, signal.SIGINT)
+    assert server.proc.wait(5) == 0
+    assert [line for line in server.output if "listening on" in line] == [
+        f"listening on {server.url}"
+    ]
+
+
+def test_openai_sdk_streams_through_the_relay(relay, make_key):
+    key = make_key()
+    server = relay()
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0)
+    stream = client.chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "hi"}], stream=True
+    )
+    pieces = [c.choices[0].delta.content or "" for c in stream if c.choices]
+    assert len(pieces) >= 8 and "".join(pieces).strip()
+    with pytest.raises(openai.AuthenticationError):
+        bad = openai.OpenAI(base_url=server.url + "/v1", api_key="rk-bad", max_retries=0)
+        bad.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+    answer = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+    assert answer.usage.completion_tokens == 8
