@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Any
 
 import httpx
@@ -44,7 +45,7 @@ from relay.errors import (
 )
 from relay.errors import send_error as send_json_error
 from relay.exchange import Exchange, watch_disconnect
-from relay.keys import KeyStore
+from relay.keys import KeyStore, Plan
 from relay.metrics import Metrics
 from relay.ratelimit import MemoryBackend, RateLimiter, RedisBackend, StreamSlots
 from relay.streaming import StreamFilter
@@ -62,21 +63,27 @@ SSE_HEADERS = [
 CLASSIC_FIELDS = ("messages", "model", "temperature", "max_tokens")
 
 
+def load_keys(config: RelayConfig) -> tuple[KeyStore, Plan]:
+    """The keys file and the anonymous plan; a configuration that cannot work is a UsageError."""
+    keys = KeyStore(config.keys_file)
+    if config.auth and config.keys_file is None and not config.jwt_secret:
+        raise UsageError(
+            "auth is on but neither --keys-file nor --jwt-secret is set "
+            "(use --auth off for a bare proxy)"
+        )
+    anon = keys.plans.get(config.anon_plan)
+    if anon is None:
+        raise UsageError(f"--anon-plan {config.anon_plan!r} is not a known plan")
+    return keys, anon
+
+
 class Relay:
     """Everything a request needs, built once from the config (no globals)."""
 
     def __init__(self, config: RelayConfig) -> None:
         self.config = config
         self.metrics = Metrics()
-        keys = KeyStore(config.keys_file)
-        if config.auth and config.keys_file is None and not config.jwt_secret:
-            raise UsageError(
-                "auth is on but neither --keys-file nor --jwt-secret is set "
-                "(use --auth off for a bare proxy)"
-            )
-        anon = keys.plans.get(config.anon_plan)
-        if anon is None:
-            raise UsageError(f"--anon-plan {config.anon_plan!r} is not a known plan")
+        keys, anon = load_keys(config)
         self.authenticator = Authenticator(keys, config.jwt_secret, config.auth, anon)
         backend = (
             RedisBackend(config.redis_url, config.redis_timeout_s)
@@ -375,6 +382,7 @@ def build_app(relay: Relay) -> Starlette:
         return JSONResponse(
             {
                 "status": "draining" if relay.draining else "ok",
+                "pid": os.getpid(),
                 "active_streams": relay.metrics.active_streams,
                 "auth": relay.config.auth,
                 "ratelimit_backend": relay.limiter.backend.name,
@@ -392,6 +400,14 @@ def build_app(relay: Relay) -> Starlette:
             error["code"] = "method_not_allowed"
         return JSONResponse({"error": error}, status_code=exc.status_code, headers=exc.headers)
 
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        error = {
+            "message": "internal relay error",
+            "type": "server_error",
+            "code": "internal_error",
+        }
+        return JSONResponse({"error": error}, status_code=500)
+
     return Starlette(
         routes=[
             Route("/v1/chat/completions", ChatEndpoint(relay, classic=False), methods=["POST"]),
@@ -404,5 +420,5 @@ def build_app(relay: Relay) -> Starlette:
             Middleware(CORSMiddleware, allowed_origins=relay.config.allowed_origins),
             Middleware(AuthMiddleware, authenticator=relay.authenticator),
         ],
-        exception_handlers={HTTPException: http_error},
+        exception_handlers={HTTPException: http_error, Exception: internal_error},
     )

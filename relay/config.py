@@ -48,6 +48,8 @@ class RelayConfig:
     forward_header_prefixes: tuple[str, ...] = ("x-mock-",)
     default_model: str = "gpt-4o-mini"
     log_level: str = "info"
+    workers: int = 1
+    reuse_port: bool = False
 
 
 def _ms(value: str) -> float:
@@ -137,6 +139,8 @@ OPTIONS: list[tuple[str, str, Callable[[str], Any], str, str]] = [
     ("--forward-header-prefixes", "forward_header_prefixes", _csv, "x-mock-", "sent upstream"),
     ("--default-model", "default_model", str, "gpt-4o-mini", "model for /api/chat/stream"),
     ("--log-level", "log_level", _choice("debug", "info", "warning", "error"), "info", "logs"),
+    ("--workers", "workers", _positive_int, "1", "processes sharing the port (SO_REUSEPORT)"),
+    ("--reuse-port", "reuse_port", _on_off, "off", "on|off: SO_REUSEPORT, for several relays"),
 ]
 
 

@@ -62,8 +62,10 @@ def shared_mock(start_shared: Callable[..., ServerProcess]) -> ServerProcess:
 
 
 @pytest.fixture
-def mock(start_server: Callable[..., ServerProcess]) -> ServerProcess:
-    return start_server("mock_upstream", "--ttft-ms", "20", "--itl-ms", "5", "--output-tokens", "8")
+def mock(shared_mock: ServerProcess) -> ServerProcess:
+    """The module's mock, its counters reset (tests in a module run one after another)."""
+    httpx.post(shared_mock.url + "/mock/reset").raise_for_status()
+    return shared_mock
 
 
 def mock_stats(mock: ServerProcess) -> dict:

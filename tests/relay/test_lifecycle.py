@@ -189,3 +189,14 @@ def test_openai_sdk_streams_through_the_relay(relay, make_key):
         bad.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
     answer = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
     assert answer.usage.completion_tokens == 8
+
+
+def test_workers_share_one_port_and_stop_together(relay, redis_url):
+    server = relay("--workers", "2", "--auth", "off", env={"RELAY_REDIS_URL": redis_url})
+    pids = {httpx.get(server.url + "/health").json()["pid"] for _ in range(40)}
+    assert len(pids) == 2 and server.pid in pids
+    (child,) = pids - {server.pid}
+    os.kill(server.pid, signal.SIGTERM)
+    assert server.proc.wait(8) == 0
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)
