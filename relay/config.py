@@ -155,7 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for flag, dest, _, default, help_ in OPTIONS:
         parser.add_argument(
-            flag, dest=dest, default=None, help=f"{help_} [{env_name(flag)}, default {default!r}]"
+            flag,
+            dest=dest,
+            default=None,
+            metavar=flag.lstrip("-").replace("-", "_").upper(),
+            help=f"{help_} [{env_name(flag)}, default {default!r}]",
         )
     return parser
 
