@@ -58,6 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--api-key", help="Bearer key sent to --target URLs")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--processes", type=int, default=1, help="Locust worker processes")
+    p.add_argument(
+        "--remote-workers", type=int, default=0, help="also wait for N workers on other machines"
+    )
+    p.add_argument(
+        "--master-bind",
+        default="127.0.0.1:0",
+        metavar="HOST:PORT",
+        help="where the Locust master listens (remote workers need a reachable one)",
+    )
     p.add_argument("--web", action="store_true", help="serve Locust's web UI while running")
     p.add_argument("--web-port", type=int, default=8089)
     p.add_argument("--ttft-ms", type=float, default=500.0, help="mock time to first token")
@@ -137,6 +146,13 @@ def parse(argv: Sequence[str]) -> RunPlan:
         raise UsageError("--duration and --timeout must be positive")
     if args.rate is not None and args.rate <= 0:
         raise UsageError(f"--rate must be positive, got {args.rate:g}")
+    if args.remote_workers < 0:
+        raise UsageError(f"--remote-workers must not be negative, got {args.remote_workers}")
+    bind_host, _, bind_port = args.master_bind.rpartition(":")
+    if not bind_host or not bind_port.isdigit():
+        raise UsageError(f"--master-bind {args.master_bind!r}: use HOST:PORT")
+    if args.remote_workers and int(bind_port) == 0:
+        raise UsageError("--remote-workers needs a fixed port in --master-bind HOST:PORT")
     if args.steps < 1:
         raise UsageError(f"--steps must be at least 1, got {args.steps}")
     targets = _targets(args.target)
@@ -166,6 +182,9 @@ def parse(argv: Sequence[str]) -> RunPlan:
         seed=args.seed,
         api_key=args.api_key,
         processes=args.processes,
+        remote_workers=args.remote_workers,
+        master_bind=bind_host,
+        master_port=int(bind_port),
         max_tokens=_max_tokens(args.max_tokens),
         model=args.model,
         timeout_s=args.timeout,

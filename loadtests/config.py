@@ -54,7 +54,10 @@ class LoadConfig:
     shape: ShapeParams
     seed: int = 1
     api_key: str | None = None
-    processes: int = 1
+    processes: int = 1  # local Locust worker processes
+    remote_workers: int = 0  # workers on other machines that connect to the master
+    master_bind: str = "127.0.0.1"
+    master_port: int = 0  # 0: a free port
     max_tokens: tuple[int, int] | None = (100, 200)
     model: str = "relaybench-mock"
     timeout_s: float = 60.0  # read timeout: no byte for this long ends the request
@@ -64,6 +67,15 @@ class LoadConfig:
     web: bool = False
     web_port: int = 8089
     progress_interval_s: float = 2.0
+
+    @property
+    def distributed(self) -> bool:
+        return self.processes > 1 or self.remote_workers > 0
+
+    @property
+    def generators(self) -> int:
+        """Load-generating processes in all: the schedule and workload are split this many ways."""
+        return self.processes + self.remote_workers if self.distributed else 1
 
     @property
     def path(self) -> Path:

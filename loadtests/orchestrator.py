@@ -151,7 +151,7 @@ class Orchestrator:
             "max_tokens": list(load.max_tokens) if load.max_tokens else None,
             "targets": {},
             "planned_targets": [t.name for t in targets],
-            "environment": environment(load.processes),
+            "environment": environment(load.generators),
         }
         if plan.calibration is not None:
             self.meta["calibration"] = plan.calibration
@@ -205,24 +205,42 @@ class Orchestrator:
             raise RelaybenchError(f"the load generator for {target.name} exited with code {code}")
 
     def _launch(self, cfg: LoadConfig) -> int:
-        role = "local" if cfg.processes == 1 else "master"
+        role = "master" if cfg.distributed else "local"
         with tempfile.TemporaryDirectory(prefix="relaybench-") as tmp:
             config_path = Path(tmp) / "load.json"  # outside the run folder: it holds the API key
             cfg.dump(config_path)
+            if cfg.remote_workers:
+                config_path = self._remote_config(cfg)
             argv = [sys.executable, "-m", "loadtests.worker", str(config_path), "--role", role]
             self._child = subprocess.Popen(argv, start_new_session=True)
             try:
                 return self._wait_child(cfg)
             finally:
+                if cfg.remote_workers:
+                    config_path.unlink(missing_ok=True)  # it may hold the API key
                 child, self._child = self._child, None
                 if child.poll() is None:
                     os.kill(child.pid, signal.SIGKILL)
                     child.wait()
 
+    def _remote_config(self, cfg: LoadConfig) -> Path:
+        """The config remote workers need, in the run folder (owner-only: it may hold a key)."""
+        path = self.run_dir / "remote" / f"{cfg.target.name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        cfg.dump(path)
+        print(
+            f"  waiting for {cfg.remote_workers} remote worker(s); on each machine, with this "
+            f"file copied to the same path:\n    python -m loadtests.worker {path} --role worker "
+            f"--master-host <this host> --master-port {cfg.master_port}",
+            flush=True,
+        )
+        return path
+
     def _wait_child(self, cfg: LoadConfig) -> int:
         child = self._child
         assert child is not None
-        limit = cfg.shape.duration_s + cfg.stop_timeout_s + 120
+        limit = cfg.shape.duration_s + cfg.stop_timeout_s + 120 + 300 * bool(cfg.remote_workers)
         deadline = time.monotonic() + limit
         signalled_at: float | None = None
         while True:

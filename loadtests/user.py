@@ -79,7 +79,7 @@ class LoadContext:
             offsets = schedule.arrival_offsets(
                 segments, poisson=params.scenario == "poisson", seed=self.config.seed
             )
-            mine = schedule.share(offsets, self.index, self.config.processes)
+            mine = schedule.share(offsets, self.index, self.config.generators)
             self._arrivals = iter(
                 [(schedule.intended_ns(t0_ns, o), schedule.rate_at(segments, o)) for o in mine]
             )

@@ -182,8 +182,8 @@ def run_master(cfg: LoadConfig, config_path: Path) -> int:
         shape_class=ScenarioShape(cfg.shape),
         stop_timeout=cfg.stop_timeout_s,
     )
-    port = _free_port()
-    runner = env.create_master_runner("127.0.0.1", port)
+    port = cfg.master_port or _free_port()
+    runner = env.create_master_runner(cfg.master_bind, port)
     stopper = _Stopper(env)
     argv = [sys.executable, "-m", "loadtests.worker", str(config_path), "--role", "worker"]
     procs = [
@@ -194,8 +194,9 @@ def run_master(cfg: LoadConfig, config_path: Path) -> int:
         for _ in range(cfg.processes)
     ]
     try:
-        deadline = time.monotonic() + WORKERS_READY_TIMEOUT_S
-        while len(runner.clients.ready) < cfg.processes:
+        wanted = cfg.processes + cfg.remote_workers
+        deadline = time.monotonic() + WORKERS_READY_TIMEOUT_S * (1 + 4 * bool(cfg.remote_workers))
+        while len(runner.clients.ready) < wanted:
             if time.monotonic() > deadline or stopper.interrupted:
                 print("error: Locust workers did not connect", file=sys.stderr, flush=True)
                 return 1
@@ -211,13 +212,14 @@ def run_master(cfg: LoadConfig, config_path: Path) -> int:
         stopper.done.wait(cfg.shape.duration_s + cfg.stop_timeout_s + 30)
         # Every worker has stopped and sent its last stats (see run_worker). End them by PID:
         # Locust's quit message would wait behind a worker's post-stop pause of stop_timeout.
+        # (Remote workers get Locust's quit message and exit after their stop_timeout pause.)
         for p in procs:
             if p.poll() is None:
                 os.kill(p.pid, signal.SIGINT if stopper.interrupted else signal.SIGTERM)
         _wait_workers(procs)
         progress.kill()
         runner.quit()
-        _write_result(env, cfg, stopper.interrupted, cfg.processes)
+        _write_result(env, cfg, stopper.interrupted, wanted)
         if env.web_ui:
             env.web_ui.stop()
         return 130 if stopper.interrupted else 0
