@@ -18,8 +18,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from reports.records import list_diffs
-
 DPI = 90
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf"]
 ERROR_COLORS = {
@@ -46,7 +44,8 @@ def colors(names: list[str]) -> dict[str, str]:
 
 
 def _save(fig, path: Path) -> Path:
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    # zlib level 3: nearly the size of the default 6 at a fraction of the time
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", pil_kwargs={"compress_level": 3})
     plt.close(fig)
     return path
 
@@ -59,6 +58,10 @@ def _spans_decades(values: np.ndarray) -> bool:
 def _cdf_points(values: np.ndarray, points: int = 2001) -> tuple[np.ndarray, np.ndarray]:
     qs = np.linspace(0, 100, points)
     return np.percentile(values, qs), qs / 100
+
+
+def _subsample(values: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    return values if values.size <= n else rng.choice(values, n, replace=False)
 
 
 def _no_data(ax, text: str) -> None:
@@ -214,29 +217,24 @@ def latency_vs_load(
     return _save(fig, path)
 
 
-def itl_distribution(frames: dict[str, pd.DataFrame], path: Path) -> Path:
+def itl_distribution(itl: dict[str, np.ndarray], path: Path) -> Path:
     """Histogram of inter-token latency per streaming target, log-spaced bins."""
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    samples = {}
-    for name, rows in frames.items():
-        ok_rows = rows[rows["ok"].to_numpy(dtype=bool)]
-        values = list_diffs(ok_rows["chunks_ms"])
-        values = values[values > 0]
-        if values.size:
-            samples[name] = values
+    samples = {name: v[v > 0] for name, v in itl.items() if np.any(v > 0)}
     if not samples:
         _no_data(ax, "no streamed chunks: no inter-token latency to plot")
     else:
-        lo = max(min(float(np.percentile(v, 0.1)) for v in samples.values()), 1e-3)
-        hi = max(float(np.percentile(v, 99.9)) for v in samples.values())
-        bins = np.geomspace(lo, max(hi, lo * 1.01), 60)
+        # uniform bins over log10(ms): numpy's fast O(n) path, even for tens of millions of gaps
+        rng = np.random.default_rng(0)
+        probe = np.concatenate([_subsample(v, 200_000, rng) for v in samples.values()])
+        lo, hi = np.log10(np.percentile(probe, [0.1, 99.9]))
+        edges = np.linspace(lo, max(hi, lo + 0.01), 61)
         palette = colors(list(samples))
         for name, values in samples.items():
             p50, p99 = np.percentile(values, [50, 99])
-            weights = np.full(values.size, 1 / values.size)
+            counts, _ = np.histogram(np.log10(values), bins=edges)
             label = f"{name} (p50 {p50:.1f} ms, p99 {p99:.1f} ms)"
-            ax.hist(values, bins=bins, weights=weights, histtype="step", lw=1.6, label=label,
-                    color=palette[name])  # fmt: skip
+            ax.stairs(counts / values.size, 10**edges, lw=1.6, label=label, color=palette[name])
         ax.set_xscale("log")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3, which="both")
@@ -295,13 +293,14 @@ def errors_over_time(errors: pd.DataFrame, path: Path) -> Path:
         rows = errors[errors["target"] == name]
         table = rows.pivot_table(index="second", columns="error", values="count", aggfunc="sum")
         table = table.reindex(range(int(table.index.max()) + 1), fill_value=0).fillna(0)
-        bottom = np.zeros(len(table))
-        for kind in table.columns:
-            label = f"{kind} ({int(table[kind].sum())})"
-            color = ERROR_COLORS.get(kind, "#333")
-            ax.bar(table.index, table[kind], bottom=bottom, width=1.0, align="edge", color=color,
-                   label=label)  # fmt: skip
-            bottom += table[kind].to_numpy()
+        kinds = list(table.columns)
+        ax.stackplot(
+            table.index.to_numpy(dtype=float),
+            *(table[k].to_numpy(dtype=float) for k in kinds),
+            labels=[f"{k} ({int(table[k].sum())})" for k in kinds],
+            colors=[ERROR_COLORS.get(k, "#333") for k in kinds],
+            step="post",
+        )
         ax.set_ylabel("errors/s")
         ax.set_title(name, fontsize=10)
         ax.legend(fontsize=8, loc="upper right")

@@ -20,7 +20,6 @@ from reports import charts
 from reports.folder import RunFolder, load_folder
 from reports.html import data_uri, render_compare
 from reports.markdown import fmt, table
-from reports.records import list_diffs
 from reports.stats import bootstrap_diff
 from reports.summary import summarize
 
@@ -45,7 +44,8 @@ SIDE_BY_SIDE = (
 def samples(folder: RunFolder, name: str) -> dict[str, np.ndarray]:
     rows = folder.frame[folder.frame["target"].to_numpy() == name]
     ok = rows[rows["ok"].to_numpy(dtype=bool)]
-    return {"ttft_ms": ok["ttft_ms"].to_numpy(dtype=float), "itl_ms": list_diffs(ok["chunks_ms"])}
+    itl = folder.lists("chunks_ms").diffs(ok["row"])
+    return {"ttft_ms": ok["ttft_ms"].to_numpy(dtype=float), "itl_ms": itl}
 
 
 def compare(dir_a: Path, dir_b: Path) -> dict:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from reports.records import Records, load_records
+from reports.records import FlatList, Records, load_records
 
 
 @dataclass
@@ -29,7 +29,11 @@ class RunFolder:
 
     @property
     def frame(self) -> pd.DataFrame:
-        return self.records.frame
+        """The records' scalar columns (cheap to filter); list columns via ``lists``."""
+        return self.records.scalars
+
+    def lists(self, name: str) -> FlatList:
+        return self.records.lists(name)
 
     def target_names(self) -> list[str]:
         """Targets in run.json order, then any others found only in the records."""

@@ -129,9 +129,14 @@ def chart_plan(a: Analysis) -> dict[str, Callable[[Path], Path]]:
         out["latency_vs_load"] = lambda p: charts.latency_vs_load(
             a.steps, p, slo_ms=slo, knees=knees, load=load
         )
-    streaming = {n: groups[n] for n in names if a.summary["targets"][n].get("stream", True)}
-    if streaming:
-        out["itl"] = lambda p: charts.itl_distribution(streaming, p)
+    chunks = a.folder.lists("chunks_ms")
+    itl = {
+        n: chunks.diffs(groups[n]["row"][groups[n]["ok"].to_numpy(dtype=bool)])
+        for n in names
+        if a.summary["targets"][n].get("stream", True)
+    }
+    if itl:
+        out["itl"] = lambda p: charts.itl_distribution(itl, p)
     if a.summary.get("overhead"):
         out["relay_overhead"] = lambda p: charts.relay_overhead(a.summary["overhead"], p)
     out["errors"] = lambda p: charts.errors_over_time(a.errors, p)

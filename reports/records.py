@@ -55,7 +55,7 @@ SCHEMA = pa.schema(
 )
 
 _PARSE = pajson.ParseOptions(explicit_schema=SCHEMA, unexpected_field_behavior="ignore")
-_BLOCK = 1 << 24  # 16 MiB: a block must hold whole lines, and long streams make long lines
+_BLOCK = 1 << 22  # 4 MiB blocks parse in parallel; a block grows to hold any longer line
 
 
 class RecordWarning(UserWarning):
@@ -63,15 +63,75 @@ class RecordWarning(UserWarning):
 
 
 @dataclass
+class FlatList:
+    """A list column flattened once: every value, the row it belongs to, each row's length.
+
+    Selecting by row positions is a numpy boolean mask, never a copy of Arrow lists.
+    """
+
+    values: np.ndarray
+    rows: np.ndarray
+    lengths: np.ndarray
+    _diffs: tuple[np.ndarray, np.ndarray] | None = None
+
+    @classmethod
+    def of(cls, column: pa.ChunkedArray | pa.Array) -> FlatList:
+        values, rows, lengths = _flatten(column)
+        return cls(values, rows, lengths)
+
+    def _mask(self, row_ids: np.ndarray) -> np.ndarray:
+        mask = np.zeros(self.lengths.size, dtype=bool)
+        mask[np.asarray(row_ids, dtype=np.int64)] = True
+        return mask
+
+    def select(self, row_ids: np.ndarray) -> np.ndarray:
+        """Every value of the given rows (positions into the frame)."""
+        return self.values[self._mask(row_ids)[self.rows]]
+
+    def firsts(self, row_ids: np.ndarray) -> np.ndarray:
+        """The first value of each given row that has one."""
+        row_ids = np.asarray(row_ids, dtype=np.int64)
+        row_ids = row_ids[self.lengths[row_ids] > 0]
+        starts = np.cumsum(self.lengths) - self.lengths
+        return self.values[starts[row_ids]]
+
+    def diffs(self, row_ids: np.ndarray) -> np.ndarray:
+        """Consecutive differences within each given row (ITL from ``chunks_ms``)."""
+        if self._diffs is None:
+            same = self.rows[1:] == self.rows[:-1]
+            self._diffs = (np.diff(self.values)[same], self.rows[1:][same])
+        values, rows = self._diffs
+        return values[self._mask(row_ids)[rows]]
+
+
+@dataclass
 class Records:
-    """All records of a run folder; ``skipped`` lists human notes about lines left out."""
+    """All records of a run folder; ``skipped`` lists human notes about lines left out.
+
+    ``frame`` has every field (list columns as Arrow lists) plus ``row``, the position of each
+    record. ``scalars`` is the same frame without the list columns — cheap to filter — and
+    ``lists`` holds the flattened list columns, addressed by ``row``.
+    """
 
     frame: pd.DataFrame
     skipped: list[str] = field(default_factory=list)
+    _lists: dict[str, FlatList] = field(default_factory=dict)
+    _scalars: pd.DataFrame | None = None
 
     @property
     def targets(self) -> list[str]:
         return list(pd.unique(self.frame["target"]))
+
+    @property
+    def scalars(self) -> pd.DataFrame:
+        if self._scalars is None:
+            self._scalars = self.frame.drop(columns=list(LIST_COLUMNS))
+        return self._scalars
+
+    def lists(self, name: str) -> FlatList:
+        if name not in self._lists:
+            self._lists[name] = FlatList.of(self.frame[name].array.__arrow_array__())
+        return self._lists[name]
 
 
 def record_files(run_dir: Path) -> list[Path]:
@@ -103,12 +163,13 @@ def load_records(run_dir: Path) -> Records:
 
 def table_to_frame(table: pa.Table) -> pd.DataFrame:
     """Scalar columns as plain pandas columns; list columns kept as Arrow lists (no copies)."""
-    table = table.filter(pc.invert(pc.is_null(table["target"])))
-    table = table.filter(pc.invert(pc.is_null(table["start_ns"])))
+    if table["target"].null_count or table["start_ns"].null_count:
+        table = table.filter(pc.and_(pc.is_valid(table["target"]), pc.is_valid(table["start_ns"])))
     lists = {name: table[name] for name in LIST_COLUMNS}
     frame = table.drop_columns(list(LIST_COLUMNS)).to_pandas()
     for name, column in lists.items():
         frame[name] = pd.Series(pd.arrays.ArrowExtensionArray(column), index=frame.index, name=name)
+    frame["row"] = np.arange(len(frame), dtype=np.int64)
     frame["ok"] = frame["ok"].fillna(False).astype(bool)
     frame["stream"] = frame["stream"].fillna(True).astype(bool)
     frame["output_tokens"] = frame["output_tokens"].fillna(0).astype(np.int64)
@@ -124,12 +185,15 @@ def flat_list(series: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
     Positions index ``series`` by position (0..len-1). Null lists have length 0.
     """
-    arrow = series.array.__arrow_array__()
+    return _flatten(series.array.__arrow_array__())
+
+
+def _flatten(arrow: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if isinstance(arrow, pa.ChunkedArray):
         arrow = arrow.combine_chunks() if arrow.num_chunks else pa.array([], arrow.type)
     lengths = pc.list_value_length(arrow).fill_null(0).to_numpy(zero_copy_only=False)
-    values = pc.list_flatten(arrow).to_numpy(zero_copy_only=False).astype(np.float64)
-    rows = np.repeat(np.arange(len(lengths)), lengths)
+    values = pc.list_flatten(arrow).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+    rows = np.repeat(np.arange(len(lengths), dtype=np.int32), lengths)
     return values, rows, lengths.astype(np.int64)
 
 

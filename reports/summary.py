@@ -29,7 +29,6 @@ import pandas as pd
 
 from reports.folder import RunFolder, load_folder, target_window_ns
 from reports.health import check_health, schedule_lag_ms
-from reports.records import flat_list, list_diffs, list_firsts
 from reports.stats import bootstrap_diff, stats
 
 SCHEMA_VERSION = 1
@@ -107,7 +106,7 @@ def target_summary(folder: RunFolder, name: str, rows: pd.DataFrame) -> dict:
         "ok": int(ok_mask.sum()),
         "errors": {str(k): int(v) for k, v in sorted(errors.items())},
         "ttft_ms": stats(ok_rows["ttft_ms"].to_numpy(dtype=np.float64)),
-        "itl_ms": stats(list_diffs(ok_rows["chunks_ms"])),
+        "itl_ms": stats(folder.lists("chunks_ms").diffs(ok_rows["row"])),
         "e2e_ms": stats(ok_rows["e2e_ms"].to_numpy(dtype=np.float64)),
         "output_tokens": tokens,
         "output_tokens_per_s": round(tokens / seconds, 3),
@@ -120,9 +119,10 @@ def target_summary(folder: RunFolder, name: str, rows: pd.DataFrame) -> dict:
         "kind": meta.get("kind"),
         "headers_ms": stats(ok_rows["headers_ms"].to_numpy(dtype=np.float64)),
     }
-    lags = flat_list(rows["lags_ms"])[0]
+    lag_list = folder.lists("lags_ms")
+    lags = lag_list.select(rows["row"])
     if lags.size:
-        out["first_token_lag_ms"] = stats(list_firsts(rows["lags_ms"]))
+        out["first_token_lag_ms"] = stats(lag_list.firsts(rows["row"]))
         out["chunk_lag_ms"] = stats(lags)
     if rows["intended_ns"].notna().any():
         waited = schedule_lag_ms(ok_rows)
@@ -147,10 +147,11 @@ def overhead(names: list[str], groups: dict[str, pd.DataFrame], folder: RunFolde
     direct = groups.get("direct")
     if direct is None:
         return {}
+    lag_list = folder.lists("lags_ms")
     direct_ok = direct[direct["ok"].to_numpy(dtype=bool)]
     base = {
-        "first_token_lag_ms": list_firsts(direct["lags_ms"]),
-        "chunk_lag_ms": flat_list(direct["lags_ms"])[0],
+        "first_token_lag_ms": lag_list.firsts(direct["row"]),
+        "chunk_lag_ms": lag_list.select(direct["row"]),
         "ttft_ms": direct_ok["ttft_ms"].to_numpy(dtype=np.float64),
     }
     out: dict = {}
@@ -160,8 +161,8 @@ def overhead(names: list[str], groups: dict[str, pd.DataFrame], folder: RunFolde
         rows = groups[name]
         ok_rows = rows[rows["ok"].to_numpy(dtype=bool)]
         other = {
-            "first_token_lag_ms": list_firsts(rows["lags_ms"]),
-            "chunk_lag_ms": flat_list(rows["lags_ms"])[0],
+            "first_token_lag_ms": lag_list.firsts(rows["row"]),
+            "chunk_lag_ms": lag_list.select(rows["row"]),
             "ttft_ms": ok_rows["ttft_ms"].to_numpy(dtype=np.float64),
         }
         block = {}

@@ -18,12 +18,21 @@ def test_list_columns_flatten_to_itl_and_first_lags(tmp_path):
             record(seq=2, chunks_ms=[50.0, 51.5], lags_ms=[0.9, 0.1]),
         ],
     )
-    frame = load_records(tmp_path).frame
-    assert len(frame) == 3
+    records = load_records(tmp_path)
+    frame = records.frame
+    assert len(frame) == 3 and list(frame["row"]) == [0, 1, 2]
     # ITL never crosses from one request into the next
     np.testing.assert_allclose(list_diffs(frame["chunks_ms"]), [10.0, 20.0, 1.5])
     np.testing.assert_allclose(list_firsts(frame["lags_ms"]), [0.5, 0.9])
     np.testing.assert_allclose(list_diffs(frame["chunks_ms"].iloc[2:]), [1.5])
+    # the flattened form, addressed by row position, gives the same numbers
+    chunks, lags = records.lists("chunks_ms"), records.lists("lags_ms")
+    np.testing.assert_allclose(chunks.diffs(np.array([0, 1, 2])), [10.0, 20.0, 1.5])
+    np.testing.assert_allclose(chunks.diffs(np.array([2])), [1.5])
+    np.testing.assert_allclose(chunks.select(np.array([0])), [100.0, 110.0, 130.0])
+    np.testing.assert_allclose(lags.firsts(np.array([1, 2])), [0.9])
+    np.testing.assert_allclose(lags.select(np.array([1, 2])), [0.9, 0.1])
+    assert "chunks_ms" not in records.scalars
 
 
 def test_torn_last_line_and_corrupt_line_are_skipped_with_warnings(tmp_path):
