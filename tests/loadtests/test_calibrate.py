@@ -1,0 +1,69 @@
+"""Calibration's verdicts: which level held, what broke, and why."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from loadtests.calibrate import capacity, level_row
+
+
+def write_level(tmp: Path, cpu: list[float], lateness_p99: float) -> Path:
+    (tmp / "loadgen").mkdir(parents=True)
+    (tmp / "mock_stats").mkdir()
+    rows = [
+        {"t_ns": i, "worker": "w1", "cpu_pct": c, "rss_mb": 50, "users": 5}
+        for i, c in enumerate(cpu)
+    ]
+    rows.append(
+        {"t_ns": 99, "worker": "w1", "cpu_pct": 400.0, "rss_mb": 50, "users": 0}
+    )  # idle: ignored
+    (tmp / "loadgen" / "direct.w1.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp / "mock_stats" / "direct.json").write_text(
+        json.dumps({"lateness_ms": {"p99": lateness_p99}})
+    )
+    return tmp
+
+
+def summary(chunk_p99: float, error_rate: float = 0.0) -> dict:
+    lag = {"p50": 0.2, "p99": chunk_p99, "max": chunk_p99 * 2}
+    return {
+        "targets": {
+            "direct": {
+                "requests": 100,
+                "error_rate": error_rate,
+                "requests_per_s": 20.0,
+                "output_tokens_per_s": 800.0,
+                "first_token_lag_ms": lag,
+                "chunk_lag_ms": lag,
+            }
+        }
+    }
+
+
+def test_a_level_that_holds(tmp_path: Path) -> None:
+    row = level_row(10, write_level(tmp_path, [20, 30], 1.0), summary(1.5), "direct")
+    assert row["broken"] == []
+    assert row["loadgen_cpu_pct"] == {"mean": 25.0, "max": 30.0}
+    assert row["chunks_per_s"] == 800.0 and row["chunk_lag_ms"]["p99"] == 1.5
+
+
+def test_each_way_of_breaking_is_named(tmp_path: Path) -> None:
+    row = level_row(500, write_level(tmp_path, [95, 97], 45.0), summary(9.0, 0.02), "direct")
+    text = " | ".join(row["broken"])
+    assert "chunk lag p99 9.0 ms" in text
+    assert "CPU 96%" in text
+    assert "error rate 2.0%" in text
+    assert "mock-bound" in text
+
+
+def test_capacity_is_the_last_level_that_held() -> None:
+    rows = [
+        {"streams": 10, "chunks_per_s": 400.0, "broken": []},
+        {"streams": 100, "chunks_per_s": 4000.0, "broken": []},
+        {"streams": 250, "chunks_per_s": 8000.0, "broken": ["chunk lag p99 12.0 ms > 5"]},
+    ]
+    cap = capacity(rows)
+    assert cap["streams_per_process"] == 100 and cap["chunks_per_s_per_process"] == 4000.0
+    assert cap["broke_at_streams"] == 250 and cap["broke_because"] == rows[2]["broken"]
+    assert capacity([])["streams_per_process"] == 0
