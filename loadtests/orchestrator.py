@@ -192,6 +192,8 @@ class Orchestrator:
         )
         code = self._launch(cfg)
         entry["ended_ns"] = time.time_ns()
+        entry["process_started_ns"] = entry["started_ns"]
+        entry["process_ended_ns"] = entry["ended_ns"]
         if self.mock_url:
             stats = http_json(self.mock_url + "/mock/stats")
             path = self.run_dir / "mock_stats" / f"{target.name}.json"
@@ -199,7 +201,11 @@ class Orchestrator:
             path.write_bytes(orjson.dumps(stats, option=orjson.OPT_INDENT_2))
         result = self.run_dir / "loadgen" / f"{target.name}.locust.json"
         if result.exists():
-            entry["locust"] = orjson.loads(result.read_bytes())
+            locust = orjson.loads(result.read_bytes())
+            entry["locust"] = locust
+            # the measured window is the scenario's own: from its time zero to its end
+            entry["started_ns"] = locust.get("t0_ns") or entry["started_ns"]
+            entry["ended_ns"] = locust.get("stopping_ns") or entry["ended_ns"]
         self._save_meta()
         if code not in (0, 130) and not self.interrupted:
             raise RelaybenchError(f"the load generator for {target.name} exited with code {code}")

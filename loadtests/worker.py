@@ -17,6 +17,8 @@ The local/master process writes ``loadgen/<target>.locust.json`` at the end: Loc
 counts, which must equal the pooled records (a test checks it), and whether it was interrupted.
 """
 
+from __future__ import annotations
+
 from gevent import monkey
 
 monkey.patch_all()
@@ -99,7 +101,9 @@ def _progress(env: Environment, cfg: LoadConfig, t_start: float) -> None:
         )
 
 
-def _write_result(env: Environment, cfg: LoadConfig, interrupted: bool, workers: int) -> None:
+def _write_result(
+    env: Environment, cfg: LoadConfig, stopper: _Stopper, t0_ns: int, workers: int
+) -> None:
     name = cfg.target.name
     e2e = env.stats.get(f"E2E {name}", "E2E")
     ttft = env.stats.get(f"TTFT {name}", "TTFT")
@@ -107,8 +111,11 @@ def _write_result(env: Environment, cfg: LoadConfig, interrupted: bool, workers:
         "locust_requests": e2e.num_requests,
         "locust_failures": e2e.num_failures,
         "locust_ttft_count": ttft.num_requests,
-        "interrupted": interrupted,
+        "interrupted": stopper.interrupted,
         "processes": workers,
+        "t0_ns": t0_ns,  # the scenario's time zero: the target's measured window starts here
+        "stopping_ns": stopper.stopping_ns,  # the scenario ended (or Ctrl-C): no sends after
+        "stopped_ns": time.time_ns(),  # in-flight requests done
     }
     path = cfg.path / "loadgen" / f"{name}.locust.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -121,12 +128,19 @@ class _Stopper:
     def __init__(self, env: Environment) -> None:
         self.done = gevent.event.Event()
         self.interrupted = False
+        self.stopping_ns: int | None = None
+        env.events.test_stopping.add_listener(lambda **_: self._stopping())
         env.events.test_stop.add_listener(lambda **_: self.done.set())
         for sig in (signal.SIGINT, signal.SIGTERM):
             gevent.signal_handler(sig, self._interrupt)
 
+    def _stopping(self) -> None:
+        if self.stopping_ns is None:
+            self.stopping_ns = time.time_ns()
+
     def _interrupt(self) -> None:
         self.interrupted = True
+        self._stopping()
         self.done.set()
 
 
@@ -154,7 +168,8 @@ def run_local(cfg: LoadConfig) -> int:
         gevent.spawn(_housekeeping, ctx, sampler, env),
         gevent.spawn(_progress, env, cfg, t_start),
     ]
-    ctx.start(time.time_ns(), index=0)
+    t0_ns = time.time_ns()
+    ctx.start(t0_ns, index=0)
     runner.start_shape()
     stopper.done.wait(cfg.shape.duration_s + cfg.stop_timeout_s + 30)
     if stopper.interrupted:
@@ -166,7 +181,7 @@ def run_local(cfg: LoadConfig) -> int:
     sampler.close()
     if env.web_ui:
         env.web_ui.stop()
-    _write_result(env, cfg, stopper.interrupted, 1)
+    _write_result(env, cfg, stopper, t0_ns, 1)
     return 130 if stopper.interrupted else 0
 
 
@@ -207,7 +222,8 @@ def run_master(cfg: LoadConfig, config_path: Path) -> int:
         _start_web(env, cfg)
         t_start = time.monotonic()
         progress = gevent.spawn(_progress, env, cfg, t_start)
-        runner.send_message(T0_MESSAGE, time.time_ns())
+        t0_ns = time.time_ns()
+        runner.send_message(T0_MESSAGE, t0_ns)
         runner.start_shape()
         stopper.done.wait(cfg.shape.duration_s + cfg.stop_timeout_s + 30)
         # Every worker has stopped and sent its last stats (see run_worker). End them by PID:
@@ -219,7 +235,7 @@ def run_master(cfg: LoadConfig, config_path: Path) -> int:
         _wait_workers(procs)
         progress.kill()
         runner.quit()
-        _write_result(env, cfg, stopper.interrupted, wanted)
+        _write_result(env, cfg, stopper, t0_ns, wanted)
         if env.web_ui:
             env.web_ui.stop()
         return 130 if stopper.interrupted else 0

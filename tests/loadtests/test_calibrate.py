@@ -50,8 +50,8 @@ def test_a_level_that_holds(tmp_path: Path) -> None:
 
 def test_each_way_of_breaking_is_named(tmp_path: Path) -> None:
     row = level_row(500, write_level(tmp_path, [95, 97], 45.0), summary(9.0, 0.02), "direct")
+    assert row["imprecise"] == ["chunk lag p99 9.0 ms > 5"]
     text = " | ".join(row["broken"])
-    assert "chunk lag p99 9.0 ms" in text
     assert "CPU 96%" in text
     assert "error rate 2.0%" in text
     assert "mock-bound" in text
@@ -59,11 +59,12 @@ def test_each_way_of_breaking_is_named(tmp_path: Path) -> None:
 
 def test_capacity_is_the_last_level_that_held() -> None:
     rows = [
-        {"streams": 10, "chunks_per_s": 400.0, "broken": []},
-        {"streams": 100, "chunks_per_s": 4000.0, "broken": []},
-        {"streams": 250, "chunks_per_s": 8000.0, "broken": ["chunk lag p99 12.0 ms > 5"]},
+        {"streams": 10, "chunks_per_s": 400.0, "broken": [], "imprecise": []},
+        {"streams": 100, "chunks_per_s": 4000.0, "broken": [], "imprecise": ["lag"]},
+        {"streams": 250, "chunks_per_s": 8000.0, "broken": ["CPU 97% > 90%"], "imprecise": []},
     ]
     cap = capacity(rows)
     assert cap["streams_per_process"] == 100 and cap["chunks_per_s_per_process"] == 4000.0
+    assert cap["precise_up_to_streams"] == 10 and cap["imprecise_at"] == {"100": ["lag"]}
     assert cap["broke_at_streams"] == 250 and cap["broke_because"] == rows[2]["broken"]
     assert capacity([])["streams_per_process"] == 0
