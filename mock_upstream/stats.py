@@ -1,8 +1,9 @@
 """Counters and emission lateness for ``GET /mock/stats`` (reset by ``POST /mock/reset``).
 
 Lateness (actual write time minus scheduled deadline, monotonic clock) goes into a fixed
-histogram of 10 µs bins from -5 ms to +100 ms, with overflow bins at both ends and the exact
-min/max kept aside: O(1) per chunk, bounded memory however long the run.
+histogram: 10 µs bins from -5 ms to +100 ms, 1 ms bins from 100 ms to 10 s, an underflow and an
+overflow bin, with the exact min/max kept aside: O(1) per chunk, bounded memory however long the
+run. Quantiles are reported as the upper edge of their bin (clamped to the observed range).
 """
 
 from __future__ import annotations
@@ -10,23 +11,33 @@ from __future__ import annotations
 import time
 from collections import Counter
 
-_BIN_S = 10e-6
+_FINE_S = 10e-6
 _LOW_S = -5e-3
-_NBINS = 10_500 + 2  # [-5 ms, +100 ms) in 10 µs bins, plus an underflow and an overflow bin
+_FINE_TOP_S = 0.1
+_FINE = 10_500  # bins in [-5 ms, 100 ms)
+_COARSE_S = 1e-3
+_LAST = _FINE + 9_900 + 1  # index of the overflow bin (>= 10 s)
 
 
 class Lateness:
     __slots__ = ("bins", "count", "max", "min")
 
     def __init__(self) -> None:
-        self.bins = [0] * _NBINS
+        self.bins = [0] * (_LAST + 1)
         self.count = 0
         self.max = float("-inf")
         self.min = float("inf")
 
     def add(self, late_s: float) -> None:
-        i = int((late_s - _LOW_S) / _BIN_S) + 1
-        self.bins[0 if i < 1 else (i if i < _NBINS - 1 else _NBINS - 1)] += 1
+        if late_s < _FINE_TOP_S:
+            i = int((late_s - _LOW_S) / _FINE_S) + 1
+            if i < 1:
+                i = 0
+        else:
+            i = _FINE + 1 + int((late_s - _FINE_TOP_S) / _COARSE_S)
+            if i > _LAST:
+                i = _LAST
+        self.bins[i] += 1
         self.count += 1
         if late_s > self.max:
             self.max = late_s
@@ -34,13 +45,15 @@ class Lateness:
             self.min = late_s
 
     def quantile(self, q: float) -> float:
-        """Upper edge of the bin holding the q-quantile, clamped to the observed range (s)."""
         target = q * self.count
         seen = 0
         for i, n in enumerate(self.bins):
             seen += n
             if n and seen >= target:
-                upper = _LOW_S + i * _BIN_S
+                if i <= _FINE:
+                    upper = _LOW_S + i * _FINE_S
+                else:
+                    upper = _FINE_TOP_S + (i - _FINE) * _COARSE_S
                 return min(max(upper, self.min), self.max)
         return self.max
 

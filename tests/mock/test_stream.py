@@ -50,11 +50,10 @@ def test_max_tokens_cut_gives_finish_reason_length(mock_url: str, read_stream: R
 
 
 def test_text_is_multibyte_utf8(mock_url: str, read_stream: ReadStream) -> None:
-    text = "".join(
-        read_stream(mock_url, headers={"X-Mock-Output-Tokens": "300"}).text() for _ in range(1)
-    )
-    widths = {len(ch.encode()) for ch in text}
-    assert {1, 3, 4} <= widths  # ASCII, CJK / Vietnamese, emoji
+    result = read_stream(mock_url, headers={"X-Mock-Output-Tokens": "300"})
+    widths = {len(ch.encode()) for ch in result.text()}
+    assert {1, 2, 3, 4} <= widths  # ASCII, Vietnamese, CJK, emoji
+    assert max(result.raw) >= 0xF0  # raw 4-byte UTF-8 on the wire, not \u escapes
 
 
 def test_same_seed_same_text_different_seed_differs(mock_url: str, read_stream: ReadStream) -> None:
