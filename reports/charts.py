@@ -90,9 +90,10 @@ def ttft_cdf(samples: dict[str, np.ndarray], path: Path, title: str = "") -> Pat
     else:
         if _spans_decades(everything):
             ax.set_xscale("log")
-        for q in (0.5, 0.95, 0.99):
+        for q, va in ((0.5, "bottom"), (0.95, "top"), (0.99, "bottom")):
             ax.axhline(q, color="gray", lw=0.6, ls=":")
-            ax.text(ax.get_xlim()[0], q, f" p{int(q * 100)}", va="bottom", fontsize=8, color="gray")
+            ax.text(0.995, q, f"p{int(q * 100)} ", va=va, ha="right", fontsize=8, color="gray",
+                    transform=ax.get_yaxis_transform())  # fmt: skip
         ax.set_ylim(0, 1.01)
         ax.legend(loc="lower right", fontsize=8)
         ax.grid(alpha=0.3, which="both")

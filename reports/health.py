@@ -1,6 +1,7 @@
 """Is this run's measurement trustworthy?  The ``health`` block of summary.json.
 
 A run is ``degraded`` when any check below fails; each reason is one sentence with the numbers.
+``checked`` lists the checks the folder's data allowed (no ``mock_stats/``: no mock checks).
 
 - Load-generator CPU: more than ``cpu_busy_share`` of the ``loadgen/*.jsonl`` samples above
   ``cpu_busy_pct`` (100 = one core): the harness, not the target, may have set the pace.
@@ -48,16 +49,30 @@ def check_health(folder: RunFolder, limits: HealthLimits | None = None) -> dict:
     limits = limits or HealthLimits()
     reasons: list[str] = []
     cpu_max = _cpu(folder.loadgen, limits, reasons)
+    checked = [f"load-generator CPU ({len(folder.loadgen)} samples)"] if len(folder.loadgen) else []
     frame = folder.frame
+    open_loop, with_mock = [], []
     for name in folder.target_names():
         rows = frame[frame["target"].to_numpy() == name]
-        _schedule_lag(name, rows, limits, reasons)
-        _achieved_rate(folder, name, rows, limits, reasons)
+        if rows["intended_ns"].notna().any():
+            open_loop.append(name)
+            _schedule_lag(name, rows, limits, reasons)
+            _achieved_rate(folder, name, rows, limits, reasons)
         stats = folder.mock_stats.get(name)
         if stats:
+            with_mock.append(name)
             _mock_lateness(name, stats, limits, reasons)
             _mock_counts(folder, name, rows, stats, reasons)
-    return {"degraded": bool(reasons), "reasons": reasons, "loadgen_cpu_max_pct": cpu_max}
+    if open_loop:
+        checked.append(f"schedule lag and achieved rate ({', '.join(open_loop)})")
+    if with_mock:
+        checked.append(f"mock lateness and record counts ({', '.join(with_mock)})")
+    return {
+        "degraded": bool(reasons),
+        "reasons": reasons,
+        "loadgen_cpu_max_pct": cpu_max,
+        "checked": checked,
+    }
 
 
 def _cpu(loadgen: pd.DataFrame, limits: HealthLimits, reasons: list[str]) -> float:
@@ -75,10 +90,7 @@ def _cpu(loadgen: pd.DataFrame, limits: HealthLimits, reasons: list[str]) -> flo
 
 
 def _schedule_lag(name: str, rows: pd.DataFrame, limits: HealthLimits, reasons: list[str]) -> None:
-    open_loop = rows["intended_ns"].notna().to_numpy()
-    if not open_loop.any():
-        return
-    lag = schedule_lag_ms(rows[open_loop])
+    lag = schedule_lag_ms(rows[rows["intended_ns"].notna().to_numpy()])
     p99 = quantile(lag, 99)
     if p99 is not None and p99 > limits.schedule_lag_p99_ms:
         reasons.append(
@@ -116,8 +128,6 @@ def asked_rate(folder: RunFolder, rows: pd.DataFrame) -> float | None:
 def _achieved_rate(
     folder: RunFolder, name: str, rows: pd.DataFrame, limits: HealthLimits, reasons: list[str]
 ) -> None:
-    if not rows["intended_ns"].notna().any():
-        return
     asked = asked_rate(folder, rows)
     if not asked:
         return

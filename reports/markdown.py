@@ -79,8 +79,9 @@ def results_rows(summary: dict) -> Table:
 def health_lines(summary: dict) -> str:
     health = summary.get("health") or {}
     cpu = health.get("loadgen_cpu_max_pct")
+    checked = "; ".join(health.get("checked") or []) or "no load-generator samples or mock stats"
     if not health.get("degraded"):
-        return f"**Health: OK** — load generator CPU max {fmt(cpu, 0)}%."
+        return f"**Health: OK** — load generator CPU max {fmt(cpu, 0)}%. Checked: {checked}."
     lines = [f"**Health: DEGRADED** — load generator CPU max {fmt(cpu, 0)}%."]
     lines += [f"- ⚠ {reason}" for reason in health.get("reasons") or []]
     return "\n".join(lines)

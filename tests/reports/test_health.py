@@ -12,9 +12,12 @@ def _health(run_dir, **limits):
 def test_a_clean_synthetic_run_is_healthy(tmp_path):
     write_run(tmp_path, SyntheticRun(steps=((5, 3.0),)))
     health = _health(tmp_path)
-    assert health == {"degraded": False, "reasons": [], "loadgen_cpu_max_pct": health[
-        "loadgen_cpu_max_pct"]}  # fmt: skip
+    assert health["degraded"] is False and health["reasons"] == []
     assert 20 < health["loadgen_cpu_max_pct"] < 50
+    assert health["checked"] == [
+        "load-generator CPU (9 samples)",
+        "mock lateness and record counts (direct, relay, relay-buffered)",
+    ]
 
 
 def test_saturated_load_generator_cpu_degrades(tmp_path):
@@ -69,3 +72,13 @@ def test_more_successes_than_the_mock_completed_degrades(tmp_path):
     stats_path.write_text(json.dumps(stats))
     reasons = _health(tmp_path)["reasons"]
     assert any(r.startswith("relay:") and "completed only" in r for r in reasons)
+
+
+def test_short_rate_from_the_records_rate_column(tmp_path):
+    # a rate-step run: the asked rate comes from each record's `rate`, not scenario_params
+    write_run(tmp_path, SyntheticRun(steps=((5, 3.0),), open_loop_rate=20, scenario="step"))
+    assert not _health(tmp_path)["degraded"]
+    for path in (tmp_path / "records").glob("*.jsonl"):
+        path.write_bytes(path.read_bytes().replace(b'"rate":20,', b'"rate":30,'))
+    reasons = _health(tmp_path)["reasons"]
+    assert sum("against an asked 30.0 req/s" in r for r in reasons) == 3
