@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from typing import Any
 
 import httpx
@@ -254,9 +255,9 @@ class Relay:
         keepalive_s = self.config.keepalive_s
         chunks = response.aiter_raw()
         first = await self._first_chunk(send, chunks, exchange, keepalive_s, extra, started)
-        now = loop.time()
-        self.metrics.observe_ttfb(now - sent_at)
-        fields["ttfb_ms"] = round((now - sent_at) * 1000, 3)
+        ttfb = time.perf_counter() - sent_at
+        self.metrics.observe_ttfb(ttfb)
+        fields["ttfb_ms"] = round(ttfb * 1000, 3)
         exchange.receiving()
         if not started[0]:
             await send(
@@ -333,7 +334,9 @@ class Relay:
         parts: list[bytes] = []
         async for chunk in response.aiter_raw():
             if not parts:
-                self.metrics.observe_ttfb(loop.time() - sent_at)
+                ttfb = time.perf_counter() - sent_at
+                self.metrics.observe_ttfb(ttfb)
+                fields["ttfb_ms"] = round(ttfb * 1000, 3)
                 exchange.receiving()
             exchange.last = loop.time()
             parts.append(chunk)

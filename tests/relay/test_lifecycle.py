@@ -200,3 +200,17 @@ def test_workers_share_one_port_and_stop_together(relay, redis_url):
     assert server.proc.wait(8) == 0
     with pytest.raises(ProcessLookupError):
         os.kill(child, 0)
+
+
+def test_upstream_connections_are_reused(relay, make_key, kit):
+    key = make_key()
+    server = relay()
+    url = server.url + "/v1/chat/completions"
+    for _ in range(15):
+        response = httpx.post(url, content=kit.chat(), headers={"X-API-Key": key})
+        assert kit.sse_data(response.content)[-1] == "[DONE]"
+    assert httpx.get(server.url + "/health").json()["upstream_pool"] == {
+        "total": 1,
+        "idle": 1,
+        "busy": 0,
+    }
