@@ -32,7 +32,9 @@ from loadtests.servers import BenchServers, MockSettings
 from loadtests.shapes import ShapeParams
 
 LEVELS = (10, 50, 100)
-CAPACITY_LEVELS = (100, 250, 500, 750)
+CAPACITY_LEVELS = (250, 500, 1000)
+CAPACITY_ITL_MS = 100.0  # 10 chunks/s per stream: concurrency, not the mock's chunk rate, is tested
+CAPACITY_TOKENS = 30
 
 
 def _get(stats: dict[str, Any] | None, key: str) -> float | None:
@@ -131,7 +133,7 @@ def _verdict(value: float | None, limit: float, *, at_least: bool = False) -> st
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m loadtests.bench_relay")
     p.add_argument("--duration", type=float, default=8.0, help="seconds per target and level")
-    p.add_argument("--capacity-duration", type=float, default=5.0)
+    p.add_argument("--capacity-duration", type=float, default=8.0)
     p.add_argument("--out", type=Path, help="JSON result (default runs/bench-relay-<ts>.json)")
     p.add_argument("--skip-capacity", action="store_true")
     args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
@@ -142,12 +144,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows = run_overhead(LEVELS, args.duration, Path(tmp))
         cap_rows: list[dict[str, Any]] = []
         if not args.skip_capacity:
-            print("== load generator capacity (one Locust process, zero-TTFT mock)", flush=True)
+            print(
+                "== load generator capacity (one Locust process, zero-TTFT mock, "
+                f"{CAPACITY_ITL_MS:g} ms x {CAPACITY_TOKENS} chunks per stream)",
+                flush=True,
+            )
             cap_rows = calibrate.measure(
                 CAPACITY_LEVELS,
                 duration_s=args.capacity_duration,
-                itl_ms=20.0,
-                tokens=40,
+                itl_ms=CAPACITY_ITL_MS,
+                tokens=CAPACITY_TOKENS,
                 work_dir=Path(tmp) / "capacity",
             )
     cap = calibrate.capacity(cap_rows) if cap_rows else None

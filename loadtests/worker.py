@@ -291,6 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--master-host", default="127.0.0.1")
     parser.add_argument("--master-port", type=int, default=5557)
     args = parser.parse_args(argv)
+    del sys.argv[1:]  # Locust's web UI parses sys.argv as Locust options: give it none
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # Our shapes ramp in one-second ticks on purpose; Locust's fast-spawn advice is noise here.
     logging.getLogger("locust.runners").setLevel(logging.ERROR)
