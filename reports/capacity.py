@@ -229,6 +229,8 @@ def _littles_law(rows: pd.DataFrame) -> list[dict] | None:
                 "rps_x_e2e": round(float(predicted), 2),
                 "ratio": round(float(ratio), 3) if math.isfinite(ratio) else None,
                 "consistent": bool(math.isfinite(ratio) and 0.85 <= ratio <= 1.15),
+                # a step shorter than ~3 request lifetimes never reaches a steady state
+                "short_step": bool(r.seconds < 3 * r.e2e_mean_ms / 1000),
             }
         )
     return out

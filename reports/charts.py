@@ -184,10 +184,10 @@ def latency_vs_load(
     names = list(pd.unique(steps["target"]))
     fig, axes = plt.subplots(1, len(names), figsize=(4.6 * len(names), 4.6), squeeze=False)
     unit = "active users" if load == "users" else "asked rate (req/s)"
-    values = steps[["ttft_p50", "ttft_p95", "ttft_p99"]].to_numpy(dtype=float).ravel()
-    log = _spans_decades(values)
     for ax, name in zip(axes[0], names, strict=True):
         rows = steps[steps["target"] == name].sort_values(load)
+        values = rows[["ttft_p50", "ttft_p95", "ttft_p99"]].to_numpy(dtype=float).ravel()
+        log = _spans_decades(np.append(values, slo_ms or np.nan))
         x = rows[load].to_numpy(dtype=float)
         for col, style in (("ttft_p50", "-"), ("ttft_p95", "--"), ("ttft_p99", ":")):
             ax.plot(x, rows[col], style, marker="o", ms=3, color="#1f77b4", label=col)
@@ -270,8 +270,8 @@ def relay_overhead(overhead: dict, path: Path) -> Path:
         if xs:
             ax.bar(xs, vals, width, yerr=[lows, highs], capsize=4, color=palette[j],
                    label=f"added {label} (95% CI)")  # fmt: skip
-            for x, v in zip(xs, vals, strict=True):
-                ax.text(x, v, f"{v:.2f} ms", ha="center", va="bottom", fontsize=9)
+            for x, v, up in zip(xs, vals, highs, strict=True):
+                ax.text(x, v + up, f"{v:.2f} ms ", ha="center", va="bottom", fontsize=9)
     if names:
         ax.set_xticks(range(len(names)), names)
         ax.axhline(0, color="black", lw=0.8)

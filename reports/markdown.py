@@ -270,8 +270,14 @@ def plan_sentences(plan: dict) -> list[str]:
             + (
                 "consistent."
                 if not bad
-                else f"{len(bad)} step(s) off by more than 15% (think time, lost requests or "
-                "a measurement problem)."
+                else f"{len(bad)} step(s) off by more than 15% ("
+                + (
+                    "the steps are shorter than 3 mean request times, so they never reached a "
+                    "steady state: run longer steps"
+                    if any(row.get("short_step") for row in bad)
+                    else "think time, lost requests or a measurement problem"
+                )
+                + ")."
             )
         )
     out += plan.get("notes") or []
