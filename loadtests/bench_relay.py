@@ -180,6 +180,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if cap["broke_at_streams"]
                 else ""
             )
+            + (
+                f" (the mock fell behind from {cap['mock_bound_at_streams']} streams)"
+                if cap["mock_bound_at_streams"]
+                else ""
+            )
         )
     result = {
         "overhead": rows,

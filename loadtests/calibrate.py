@@ -8,8 +8,8 @@ process, and reads the mock's emission stamps:
 - the *capacity*: the most concurrent streams (and chunks/s) one Locust process holds before
   it breaks — its CPU above ``CPU_BOUND_PCT`` or errors — and, separately, the most it holds
   while its chunk-lag p99 stays under ``LAG_P99_BOUND_MS`` (precision). A level where the mock
-  itself fell behind (its own emission lateness) measured the mock, not the harness, and stops
-  the climb too. Levels run until one breaks; the reasons are printed.
+  itself fell behind (its own emission lateness) still counts as held if the harness did, but
+  ends the climb: above it the mock, not the harness, is measured. Reasons are printed.
 
 Each level is a real ``relaybench run`` folder (summary by ``reports.summary``), so the numbers
 are computed exactly as in any run. ``relaybench run --calibration FILE`` stores the result in
@@ -83,10 +83,12 @@ def level_row(level: int, run_dir: Path, summary: dict[str, Any], target: str) -
         broken.append(f"load generator CPU {cpu['mean']:.0f}% > {CPU_BOUND_PCT:g}%")
     if row["error_rate"]:
         broken.append(f"error rate {row['error_rate']:.1%}")
+    mock_bound = []
     if lateness is not None and lateness > MOCK_LATENESS_P99_BOUND_MS:
-        broken.append(f"the mock fell behind (lateness p99 {lateness:.0f} ms): mock-bound")
+        mock_bound.append(f"the mock fell behind (lateness p99 {lateness:.0f} ms)")
     row["broken"] = broken
     row["imprecise"] = imprecise
+    row["mock_bound"] = mock_bound
     return row
 
 
@@ -126,7 +128,7 @@ def measure(
             row = level_row(level, run_dir, summary, "direct")
             rows.append(row)
             print("   " + format_row(row), flush=True)
-            if row["broken"] and stop_after_break:
+            if (row["broken"] or row["mock_bound"]) and stop_after_break:
                 break
     return rows
 
@@ -141,6 +143,8 @@ def format_row(row: dict[str, Any]) -> str:
     )
     if row["imprecise"]:
         text += f"  IMPRECISE: {'; '.join(row['imprecise'])}"
+    if row.get("mock_bound"):
+        text += f"  MOCK-BOUND: {'; '.join(row['mock_bound'])}"
     return text + (f"  BROKEN: {'; '.join(row['broken'])}" if row["broken"] else "")
 
 
@@ -157,6 +161,7 @@ def capacity(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "chunks_per_s_per_process": best["chunks_per_s"] if best else 0.0,
         "broke_at_streams": broke["streams"] if broke else None,
         "broke_because": broke["broken"] if broke else [],
+        "mock_bound_at_streams": next((r["streams"] for r in rows if r.get("mock_bound")), None),
         "tested_up_to": max((r["streams"] for r in rows), default=0),
     }
 
@@ -220,6 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         + (
             f"; broke at {cap['broke_at_streams']}: {'; '.join(cap['broke_because'])}"
             if cap["broke_at_streams"]
+            else f"; the mock was the limit from {cap['mock_bound_at_streams']} streams"
+            if cap["mock_bound_at_streams"]
             else f" (held up to {cap['tested_up_to']}, the top level)"
         )
     )
