@@ -41,7 +41,7 @@ def test_late_schedule_degrades(tmp_path):
 
 
 def test_short_rate_degrades(tmp_path):
-    write_run(tmp_path, SyntheticRun(steps=((5, 3.0),), open_loop_rate=20))
+    write_run(tmp_path, SyntheticRun(steps=((5, 10.0),), open_loop_rate=20))
     meta = json.loads((tmp_path / "run.json").read_text())
     meta["scenario"] = "constant"
     meta["scenario_params"]["rate"] = 25  # asked 25, delivered 20: 20% short
@@ -82,3 +82,12 @@ def test_short_rate_from_the_records_rate_column(tmp_path):
         path.write_bytes(path.read_bytes().replace(b'"rate":20,', b'"rate":30,'))
     reasons = _health(tmp_path)["reasons"]
     assert sum("against an asked 30.0 req/s" in r for r in reasons) == 3
+
+
+def test_a_short_poisson_run_is_not_blamed_for_its_own_dice(tmp_path):
+    # 3 s at an asked 22 req/s: 66 expected, 60 sent — 9% short but within 2 sqrt(66) = 16
+    write_run(tmp_path, SyntheticRun(steps=((5, 3.0),), open_loop_rate=20, scenario="poisson"))
+    meta = json.loads((tmp_path / "run.json").read_text())
+    meta["scenario_params"]["rate"] = 22
+    (tmp_path / "run.json").write_text(json.dumps(meta))
+    assert not _health(tmp_path)["degraded"]
