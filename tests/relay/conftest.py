@@ -218,11 +218,36 @@ def raw_upstream() -> Iterator[Callable[..., RawUpstream]]:
         server.close()
 
 
+def metric(server: ServerProcess, series: str) -> float:
+    """The value of one series (name with labels, exactly as rendered) on /metrics; 0 if absent."""
+    for line in httpx.get(server.url + "/metrics").text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name == series:
+            return float(value)
+    return 0.0
+
+
+@pytest.fixture(scope="module")
+def shared_relay(
+    start_shared: Callable[..., ServerProcess], shared_mock: ServerProcess, tmp_path_factory
+) -> tuple[ServerProcess, str]:
+    """A module-wide relay on the module's mock, and a bench-plan key for it."""
+    keys_file = tmp_path_factory.mktemp("shared") / "keys.json"
+    key = create_key(keys_file, "bench", {"bench": {"rpm": 1_000_000_000, "max_streams": 100_000}})
+    server = start_shared("relay", "--upstream-url", shared_mock.url, "--keys-file", str(keys_file))
+    return server, key
+
+
 @pytest.fixture
 def kit() -> object:
     """The helpers above, for test modules (conftest cannot be imported under importlib mode)."""
     import types
 
     return types.SimpleNamespace(
-        chat=chat, sse_data=sse_data, mock_stats=mock_stats, free_port=free_port, CHAT=CHAT
+        chat=chat,
+        sse_data=sse_data,
+        mock_stats=mock_stats,
+        free_port=free_port,
+        metric=metric,
+        CHAT=CHAT,
     )

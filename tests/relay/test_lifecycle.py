@@ -38,10 +38,9 @@ def raw_request(url: str, body: bytes, headers: dict[str, str]) -> socket.socket
 
 
 @pytest.mark.parametrize("stream", [True, False])
-def test_client_disconnect_closes_upstream_at_once(relay, mock, make_key, kit, stream):
-    key = make_key()
-    server = relay()
-    httpx.post(mock.url + "/mock/reset")
+def test_client_disconnect_closes_upstream_at_once(shared_relay, mock, kit, stream):
+    server, key = shared_relay
+    gone = kit.metric(server, "relay_client_disconnects_total")
     conn = raw_request(
         server.url,
         kit.chat(stream=stream),
@@ -57,13 +56,11 @@ def test_client_disconnect_closes_upstream_at_once(relay, mock, make_key, kit, s
     assert stats and stats["active_streams"] == 0 and stats["completed"] == 0
     health = httpx.get(server.url + "/health").json()
     assert health["active_streams"] == 0
-    assert "relay_client_disconnects_total 1" in httpx.get(server.url + "/metrics").text
+    assert kit.metric(server, "relay_client_disconnects_total") == gone + 1
 
 
-def test_many_cancelled_requests_leak_nothing(relay, mock, make_key, kit):
-    key = make_key()
-    server = relay()
-    httpx.post(mock.url + "/mock/reset")
+def test_many_cancelled_requests_leak_nothing(shared_relay, mock, kit):
+    server, key = shared_relay
     headers = {"X-API-Key": key, "X-Mock-ITL-Ms": "20", "X-Mock-Output-Tokens": "500"}
     conns = [raw_request(server.url, kit.chat(stream=i % 2 == 0), headers) for i in range(40)]
     # 20 streams and 20 whole answers, every one of them generating (500 x 20 ms = 10 s)
@@ -175,9 +172,8 @@ def test_sigint_exits_zero(relay):
     ]
 
 
-def test_openai_sdk_streams_through_the_relay(relay, make_key):
-    key = make_key()
-    server = relay()
+def test_openai_sdk_streams_through_the_relay(shared_relay):
+    server, key = shared_relay
     client = openai.OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0)
     stream = client.chat.completions.create(
         model="m", messages=[{"role": "user", "content": "hi"}], stream=True

@@ -7,10 +7,13 @@ import time
 import httpx
 import orjson
 
+from relay.keys import hash_key
 
-def test_stream_headers_events_and_done(relay, make_key, kit):
-    key = make_key()
-    server = relay()
+
+def test_stream_headers_events_and_done(shared_relay, kit):
+    server, key = shared_relay
+    series = f'relay_tokens_total{{principal="key:{hash_key(key)[:16]}",kind="completion"}}'
+    before = kit.metric(server, series)
     with httpx.stream(
         "POST",
         server.url + "/v1/chat/completions",
@@ -29,13 +32,11 @@ def test_stream_headers_events_and_done(relay, make_key, kit):
     # The client did not ask for usage: the relay asked upstream, counted it and stripped it.
     assert all("usage" not in c or c["usage"] is None for c in chunks)
     assert all(c["choices"] for c in chunks)
-    metrics = httpx.get(server.url + "/metrics").text
-    assert 'kind="completion"} 8' in metrics
+    assert kit.metric(server, series) - before == 8
 
 
-def test_stream_keeps_usage_when_client_asks(relay, make_key, kit):
-    key = make_key()
-    server = relay()
+def test_stream_keeps_usage_when_client_asks(shared_relay, kit):
+    server, key = shared_relay
     body = kit.chat(stream_options={"include_usage": True})
     response = httpx.post(
         server.url + "/v1/chat/completions", content=body, headers={"X-API-Key": key}
@@ -46,10 +47,9 @@ def test_stream_keeps_usage_when_client_asks(relay, make_key, kit):
     assert data[-1] == "[DONE]"
 
 
-def test_chunks_arrive_as_produced_not_buffered(relay, make_key, kit):
+def test_chunks_arrive_as_produced_not_buffered(shared_relay, kit):
     """With 100 ms between tokens, the client sees the first token long before the last."""
-    key = make_key()
-    server = relay()
+    server, key = shared_relay
     arrivals = []
     with httpx.stream(
         "POST",
@@ -67,9 +67,8 @@ def test_chunks_arrive_as_produced_not_buffered(relay, make_key, kit):
     assert arrivals[-1] - arrivals[0] > 0.35  # 6 tokens x 100 ms, minus generous slack
 
 
-def test_non_stream_passthrough(relay, make_key, kit):
-    key = make_key()
-    server = relay()
+def test_non_stream_passthrough(shared_relay, kit):
+    server, key = shared_relay
     response = httpx.post(
         server.url + "/v1/chat/completions",
         content=kit.chat(stream=False),
