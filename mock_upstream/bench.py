@@ -1,11 +1,16 @@
 """``make bench-mock``: how many chunks per second one mock process emits, and how on time.
 
 Starts the mock as a subprocess with a short inter-token latency, holds 100, 500 and 1000
-concurrent streams open against it with a lean client (raw asyncio protocols on uvloop sending a
-pre-built HTTP/1.1 request, counting content chunks in the bytes: no HTTP library, no JSON), and
-for each level prints: content chunks per second, the mock's emission lateness p50/p99/max (from
-``/mock/stats``, reset after a warm-up), the mock's CPU % and RSS per stream, and this client's
-CPU % (near 100 % means the client, not the mock, was the limit).
+concurrent streams open against it, and for each level prints: content chunks per second, the
+mock's emission lateness p50/p99/max (from ``/mock/stats``, reset after a warm-up), the mock's
+CPU %, RSS per stream and involuntary context switches per second (how often the kernel took the
+CPU away from it), and this client's CPU % (near 100 % means the client was the limit).
+
+The client is deliberately lean and polite: non-blocking sockets sending one pre-built HTTP/1.1
+request each, drained by one ``epoll`` poll per 10 ms tick, counting content chunks in the raw
+bytes (no HTTP library, no JSON). Polling on a tick rather than blocking on the sockets matters
+on a small machine: a reader blocked in ``epoll_wait`` is woken by every chunk the mock writes and
+preempts it, so the benchmark would measure the ping-pong, not the mock.
 
 The whole run takes about 40 s. The figures are indicative: on a shared machine other processes
 take CPU too; ``cpus`` and the load average are printed with them.
@@ -14,24 +19,26 @@ take CPU too; ``cpus`` and the load average are printed with them.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
-import random
+import select
+import socket
 import sys
 import time
 from collections.abc import Sequence
 
+import httpx
 import orjson
 import psutil
-import uvloop
 
 from relaybench.procs import ServerProcess
 
 _MARK = b'"delta":{"content":"'  # starts every content chunk (never the role chunk)
 _DONE = b"data: [DONE]"
+_CARRY = max(len(_MARK), len(_DONE)) - 1  # bytes kept so a marker split across reads is seen
 _BODY = orjson.dumps(
     {"model": "bench", "stream": True, "messages": [{"role": "user", "content": "bench"}]}
 )
+_TICK_S = 0.01
 
 
 def _request(host: str, port: int) -> bytes:
@@ -42,78 +49,110 @@ def _request(host: str, port: int) -> bytes:
     )
 
 
-class _Stream(asyncio.Protocol):
-    """One keep-alive connection that always has a stream open: at ``[DONE]`` it asks again."""
+class _Client:
+    """Keep-alive connections that always have a stream open: at ``[DONE]`` each asks again."""
 
-    def __init__(self, request: bytes, counter: list[int]) -> None:
-        self.request = request
-        self.counter = counter
-        self.carry = b""
-        self.transport: asyncio.Transport | None = None
-        self.closed = asyncio.get_running_loop().create_future()
+    def __init__(self, host: str, port: int) -> None:
+        self.address = (host, port)
+        self.request = _request(host, port)
+        self.poller = select.epoll()
+        self.socks: dict[int, socket.socket] = {}
+        self.carry: dict[int, bytes] = {}
+        self.chunks = 0
+        self.restarts = 0
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
-        transport.write(self.request)
+    def open_one(self) -> None:
+        sock = socket.create_connection(self.address)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setblocking(False)
+        sock.send(self.request)
+        fd = sock.fileno()
+        self.socks[fd] = sock
+        self.carry[fd] = b""
+        self.poller.register(fd, select.EPOLLIN)
 
-    def data_received(self, data: bytes) -> None:
-        buf = self.carry + data
-        self.counter[0] += buf.count(_MARK)
-        if _DONE in buf:
-            self.carry = b""
-            assert self.transport is not None
-            self.transport.write(self.request)
-        else:
-            self.carry = buf[-(len(_DONE) - 1) :]
+    def pump(self) -> None:
+        """Read whatever has arrived on every ready socket (no waiting)."""
+        for fd, _ in self.poller.poll(0):
+            try:
+                data = self.socks[fd].recv(1 << 18)
+            except BlockingIOError:
+                continue
+            if not data:
+                raise RuntimeError("the mock closed a benchmark stream")
+            buf = self.carry[fd] + data
+            self.chunks += buf.count(_MARK)
+            if _DONE in buf:
+                self.carry[fd] = b""
+                self.socks[fd].send(self.request)
+                self.restarts += 1
+            else:
+                self.carry[fd] = buf[-_CARRY:]
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.closed.done():
-            self.closed.set_result(None)
+    def run_until(self, deadline: float) -> None:
+        """Pump once per tick, on absolute tick times, until ``deadline`` (monotonic)."""
+        tick = time.monotonic()
+        while tick < deadline:
+            self.pump()
+            tick += _TICK_S
+            delay = tick - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+
+    def close(self) -> None:
+        for sock in self.socks.values():
+            sock.close()
+        self.poller.close()
 
 
-async def _get_json(host: str, port: int, method: str, path: str) -> dict:
-    reader, writer = await asyncio.open_connection(host, port)
-    writer.write(b"%s %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % (
-        method.encode(), path.encode()))  # fmt: skip
-    raw = await reader.read()
-    writer.close()
-    return orjson.loads(raw.partition(b"\r\n\r\n")[2])
+def _runq_wait_s(pid: int) -> float:
+    """Seconds the process spent runnable but waiting for a CPU (Linux schedstat; 0 if absent)."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
-async def _level(
-    host: str, port: int, streams: int, warmup: float, duration: float, mock: psutil.Process
+def _level(
+    client: httpx.Client,
+    url: str,
+    streams: int,
+    warmup: float,
+    duration: float,
+    mock: psutil.Process,
 ) -> dict[str, float]:
-    loop = asyncio.get_running_loop()
-    counter = [0]
-    request = _request(host, port)
-    conns: list[_Stream] = []
+    host, _, port = url.removeprefix("http://").rpartition(":")
+    conns = _Client(host, int(port))
     rss_before = mock.memory_info().rss
-    begin = loop.time()
-    for i in range(streams):  # spread over half the warm-up so deadlines do not all coincide
-        await asyncio.sleep(max(0.0, begin + (warmup / 2) * i / streams - loop.time()))
-        _, proto = await loop.create_connection(lambda: _Stream(request, counter), host, port)
-        conns.append(proto)
-    await asyncio.sleep(warmup / 2)
-    await _get_json(host, port, "POST", "/mock/reset")
-    counted0 = counter[0]
-    mock_cpu0 = sum(mock.cpu_times()[:2])
-    own_cpu0 = time.process_time()
-    t0 = time.monotonic()
-    await asyncio.sleep(duration)
-    elapsed = time.monotonic() - t0
-    counted = counter[0] - counted0
-    mock_cpu = sum(mock.cpu_times()[:2]) - mock_cpu0
-    own_cpu = time.process_time() - own_cpu0
-    stats = await _get_json(host, port, "GET", "/mock/stats")
-    rss = mock.memory_info().rss
-    for conn in conns:
-        assert conn.transport is not None
-        conn.transport.close()
-    await asyncio.gather(*(c.closed for c in conns))
+    begin = time.monotonic()
+    try:
+        for i in range(streams):  # spread over half the warm-up so deadlines do not coincide
+            conns.run_until(begin + (warmup / 2) * i / streams)
+            conns.open_one()
+        conns.run_until(begin + warmup)
+        client.post(url + "/mock/reset")
+        chunks0 = conns.chunks
+        mock_cpu0 = sum(mock.cpu_times()[:2])
+        switches0 = mock.num_ctx_switches().involuntary
+        waited0 = _runq_wait_s(mock.pid)
+        own_cpu0 = time.process_time()
+        t0 = time.monotonic()
+        conns.run_until(t0 + duration)
+        elapsed = time.monotonic() - t0
+        counted = conns.chunks - chunks0
+        mock_cpu = sum(mock.cpu_times()[:2]) - mock_cpu0
+        switches = mock.num_ctx_switches().involuntary - switches0
+        waited = _runq_wait_s(mock.pid) - waited0
+        own_cpu = time.process_time() - own_cpu0
+        stats = client.get(url + "/mock/stats").json()
+        rss = mock.memory_info().rss
+    finally:
+        conns.close()
     for _ in range(200):  # let the mock notice the disconnects before the next level
-        if (await _get_json(host, port, "GET", "/mock/stats"))["active_streams"] == 0:
+        if client.get(url + "/mock/stats").json()["active_streams"] == 0:
             break
-        await asyncio.sleep(0.02)
+        time.sleep(0.02)
     late = stats["lateness_ms"]
     return {
         "streams": streams,
@@ -123,6 +162,8 @@ async def _level(
         "late_p99": late["p99"],
         "late_max": late["max"],
         "mock_cpu": 100 * mock_cpu / elapsed,
+        "preempt_per_s": switches / elapsed,
+        "runq_wait": 100 * waited / elapsed,
         "rss_kib_per_stream": max(0, rss - rss_before) / 1024 / streams,
         "rss_mib": rss / 2**20,
         "client_cpu": 100 * own_cpu / elapsed,
@@ -132,14 +173,18 @@ async def _level(
 def _table(rows: list[dict[str, float]]) -> str:
     head = (
         f"{'streams':>7} {'chunks/s':>9} {'client/s':>9} {'late p50':>9} {'late p99':>9} "
-        f"{'late max':>9} {'mock cpu':>9} {'KiB/strm':>9} {'mock rss':>9} {'client cpu':>10}"
+        f"{'late max':>9} {'mock cpu':>9} {'runq wait':>9} {'preempt/s':>9} {'KiB/strm':>9} "
+        f"{'mock rss':>9} "
+        f"{'client cpu':>10}"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
             f"{r['streams']:>7} {r['chunks_per_s']:>9.0f} {r['client_chunks_per_s']:>9.0f} "
             f"{r['late_p50']:>7.3f}ms {r['late_p99']:>7.3f}ms {r['late_max']:>7.2f}ms "
-            f"{r['mock_cpu']:>8.0f}% {r['rss_kib_per_stream']:>9.1f} {r['rss_mib']:>7.1f}Mi "
+            f"{r['mock_cpu']:>8.0f}% {r['runq_wait']:>8.1f}% {r['preempt_per_s']:>9.0f} "
+            f"{r['rss_kib_per_stream']:>9.1f} "
+            f"{r['rss_mib']:>7.1f}Mi "
             f"{r['client_cpu']:>9.0f}%"
         )
     return "\n".join(lines)
@@ -163,17 +208,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{args.duration_s:g} s measured per level; cpus={os.cpu_count()} "
         f"load={os.getloadavg()[0]:.2f}"
     )
-    random.seed(0)
     with ServerProcess("mock_upstream", cmd) as server:
-        host, _, port = server.url.removeprefix("http://").rpartition(":")
         assert server.pid is not None
         mock = psutil.Process(server.pid)
         print(f"mock pid {server.pid} (py-spy record -p {server.pid} to profile it)", flush=True)
         rows = []
-        for n in levels:
-            row = uvloop.run(_level(host, int(port), n, args.warmup_s, args.duration_s, mock))
-            rows.append(row)
-            print(_table(rows[-1:]).splitlines()[-1] if len(rows) > 1 else _table(rows), flush=True)
+        with httpx.Client(timeout=10) as client:
+            for n in levels:
+                rows.append(_level(client, server.url, n, args.warmup_s, args.duration_s, mock))
+                table = _table(rows)
+                print(table if len(rows) == 1 else table.splitlines()[-1], flush=True)
     offered = {n: n * 1000 / args.itl_ms for n in levels}
     print("offered chunks/s: " + ", ".join(f"{n}: {v:.0f}" for n, v in offered.items()))
     print(f"load average after: {os.getloadavg()[0]:.2f}")

@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dists = ", ".join(DISTRIBUTIONS)
     g = p.add_argument_group("server")
-    g.add_argument("--host", default="127.0.0.1")
+    g.add_argument("--host", default="127.0.0.1", help="interface to listen on")
     g.add_argument("--port", type=int, default=8001, help="0: the OS chooses")
     g.add_argument("--model", default="mock-gpt", help="model id when a request names none")
     g.add_argument("--seed", type=int, default=0, help="base seed of every random draw")
@@ -47,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g = p.add_argument_group("latency (distributions: " + dists + ")")
     g.add_argument("--ttft-ms", type=float, default=200.0, help="time to first token: mean")
-    g.add_argument("--ttft-dist", choices=DISTRIBUTIONS, default="constant")
+    g.add_argument(
+        "--ttft-dist", choices=DISTRIBUTIONS, default="constant", help="TTFT distribution"
+    )
     g.add_argument(
         "--ttft-spread-ms",
         type=float,
@@ -55,8 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="uniform: half-width; normal/lognormal: standard deviation",
     )
     g.add_argument("--itl-ms", type=float, default=20.0, help="inter-token latency: mean")
-    g.add_argument("--itl-dist", choices=DISTRIBUTIONS, default="constant")
-    g.add_argument("--itl-spread-ms", type=float, default=0.0)
+    g.add_argument("--itl-dist", choices=DISTRIBUTIONS, default="constant", help="ITL distribution")
+    g.add_argument("--itl-spread-ms", type=float, default=0.0, help="like --ttft-spread-ms")
     g.add_argument(
         "--prefill-ms-per-token",
         type=float,
@@ -65,14 +67,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g = p.add_argument_group("output")
     g.add_argument("--output-tokens", type=float, default=100.0, help="output length: mean")
-    g.add_argument("--output-dist", choices=DISTRIBUTIONS, default="constant")
-    g.add_argument("--output-spread", type=float, default=0.0)
+    g.add_argument(
+        "--output-dist", choices=DISTRIBUTIONS, default="constant", help="length distribution"
+    )
+    g.add_argument("--output-spread", type=float, default=0.0, help="like --ttft-spread-ms")
     g.add_argument(
         "--output-from-max-tokens",
         action="store_true",
         help="answer exactly max_tokens tokens when a request sets it",
     )
-    g.add_argument("--tokens-per-chunk", type=int, default=1)
+    g.add_argument(
+        "--tokens-per-chunk", type=int, default=1, help="tokens batched into one content chunk"
+    )
     g.add_argument("--crlf", action="store_true", help="end SSE lines with CRLF")
     g.add_argument(
         "--keepalive-ms",
@@ -91,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-queue",
         type=int,
         default=None,
-        help="queued requests beyond this get 429 (default: unbounded)",
+        help="queued requests beyond this get 429 (None: unbounded)",
     )
     g.add_argument("--retry-after-s", type=int, default=1, help="Retry-After of 429 answers")
     g.add_argument(
@@ -100,7 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="ITL x (1 + F x max(0, active - --slowdown-after)): a batching server",
     )
-    g.add_argument("--slowdown-after", type=int, default=0)
+    g.add_argument(
+        "--slowdown-after", type=int, default=0, help="active generations before slowdown starts"
+    )
     g = p.add_argument_group("faults")
     g.add_argument(
         "--fault-rate",

@@ -23,6 +23,10 @@ class Lateness:
     __slots__ = ("bins", "count", "max", "min")
 
     def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        """Start over in place: open streams keep a reference to this object."""
         self.bins = [0] * (_LAST + 1)
         self.count = 0
         self.max = float("-inf")
@@ -74,6 +78,7 @@ class Stats:
 
     def __init__(self) -> None:
         self.active_streams = 0
+        self.lateness = Lateness()
         self.reset()
 
     def reset(self) -> None:
@@ -84,7 +89,7 @@ class Stats:
         self.bad_requests = 0
         self.chunks = 0
         self.faults: Counter[str] = Counter()
-        self.lateness = Lateness()
+        self.lateness.clear()
         self.reset_at = time.monotonic()
 
     def snapshot(self, *, queued: int, active_requests: int) -> dict[str, object]:

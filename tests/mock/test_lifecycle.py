@@ -132,3 +132,17 @@ def test_sigint_idle_exits_0() -> None:
         assert server.proc.wait(5) == 0
     finally:
         server.stop()
+
+
+def test_reset_during_open_streams_keeps_counting_them(start_server) -> None:
+    mock = start_server("mock_upstream", "--ttft-ms", "1", "--itl-ms", "10")
+    sock = _open_stream(
+        mock.url, b'{"messages": [{"role": "user", "content": "hi"}], "stream": true}'
+    )
+    _recv_chunks(sock, 3)
+    httpx.post(mock.url + "/mock/reset")
+    time.sleep(0.15)  # ~15 more chunks are due; the socket buffers what we do not read
+    stats = httpx.get(mock.url + "/mock/stats").json()
+    sock.close()
+    assert stats["requests"] == 0  # it arrived before the reset
+    assert stats["chunks"] >= 5 and stats["lateness_ms"]["count"] == stats["chunks"]
