@@ -24,13 +24,14 @@ _EMPTY_CHOICES = (b'"choices":[]', b'"choices": []')
 
 
 class StreamFilter:
-    __slots__ = ("_decoder", "done", "strip_usage", "usage")
+    __slots__ = ("_decoder", "_drop_lf", "done", "strip_usage", "usage")
 
     def __init__(self, strip_usage: bool) -> None:
         self._decoder = SSEDecoder()
         self.strip_usage = strip_usage
         self.usage: dict[str, Any] | None = None
         self.done = False
+        self._drop_lf = False  # a dropped block ended in CR: the LF of its CRLF comes next
 
     def feed(self, chunk: bytes) -> bytes:
         """The bytes to send for ``chunk``: every block it completed, except a stripped usage."""
@@ -39,6 +40,10 @@ class StreamFilter:
             return b""
         out: list[bytes] = []
         for raw, event in blocks:
+            if self._drop_lf:
+                self._drop_lf = False
+                if raw[:1] == b"\n":
+                    raw = raw[1:]
             if event is not None:
                 data = event.data
                 if data == "[DONE]":
@@ -50,9 +55,10 @@ class StreamFilter:
                 elif _USAGE in raw and (_EMPTY_CHOICES[0] in raw or _EMPTY_CHOICES[1] in raw):
                     self._read_usage(data)
                     if self.strip_usage:
+                        self._drop_lf = raw[-1:] == b"\r"
                         continue
             out.append(raw)
-        return out[0] if len(out) == 1 else b"".join(out)
+        return b"".join(out)
 
     def _read_usage(self, data: str) -> None:
         try:

@@ -200,3 +200,15 @@ def test_create_key_defines_bench_plan(tmp_path):
     key = create_key(keys_file, "bench", {"bench": {"rpm": 10**9, "max_streams": 10**5}})
     plan = KeyStore(keys_file).plan_for_key(key, 0.0)[1]
     assert (plan.rpm, plan.max_streams) == (10**9, 10**5)
+
+
+def test_keys_added_later_are_picked_up(setup, kit):
+    server, _, keys_file = setup
+    time.sleep(1.05)  # the relay re-reads the file at most once a second
+    later = create_key(keys_file, "enterprise")
+    response = post(server, {"X-API-Key": later}, kit)
+    if response.status_code == 401:  # the 1 s re-read window had just been used
+        time.sleep(1.05)
+        response = post(server, {"X-API-Key": later}, kit)
+    assert response.status_code == 200
+    assert response.headers["x-ratelimit-limit"] == "500"

@@ -1,0 +1,72 @@
+"""The passthrough filter, sans-I/O: exact bytes out, usage found and stripped, breakage caught."""
+
+from __future__ import annotations
+
+import pytest
+
+from relay.errors import UpstreamBroken
+from relay.streaming import StreamFilter
+
+CONTENT = b'data: {"choices":[{"delta":{"content":"hi"}}],"usage":null}\n\n'
+USAGE = b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":5}}\n\n'
+USAGE_SPACED = (
+    b'data: {"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 5}}\r\n\r\n'
+)
+DONE = b"data: [DONE]\n\n"
+
+
+def feed_bytewise(stream_filter: StreamFilter, data: bytes) -> bytes:
+    return b"".join(stream_filter.feed(data[i : i + 1]) for i in range(len(data)))
+
+
+@pytest.mark.parametrize("usage", [USAGE, USAGE_SPACED])
+def test_usage_is_counted_and_stripped_only_when_the_relay_asked(usage):
+    stream = CONTENT + b": keep-alive\n\n" + CONTENT + usage + DONE
+    stripped = StreamFilter(strip_usage=True)
+    assert feed_bytewise(stripped, stream) == stream.replace(usage, b"")
+    stripped.finish()
+    assert stripped.usage == {"prompt_tokens": 3, "completion_tokens": 5}
+    kept = StreamFilter(strip_usage=False)
+    assert kept.feed(stream) == stream
+    assert kept.usage == {"prompt_tokens": 3, "completion_tokens": 5}
+
+
+def test_usage_null_on_content_chunks_is_not_the_usage_chunk():
+    stream_filter = StreamFilter(strip_usage=True)
+    assert stream_filter.feed(CONTENT) == CONTENT
+    assert stream_filter.usage is None
+
+
+def test_partial_block_is_held_until_complete():
+    stream_filter = StreamFilter(strip_usage=True)
+    assert stream_filter.feed(CONTENT[:10]) == b""
+    assert stream_filter.feed(CONTENT[10:]) == CONTENT
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b'data: {"id":"malformed","choices":[{"delta":\n\n',
+        b"data: hello\n\n",
+        b'data: {"choices":[],"usage":{"prompt_tokens":\n\ndata: 1}\n\n',
+    ],
+)
+def test_malformed_data_raises(bad):
+    with pytest.raises(UpstreamBroken) as info:
+        StreamFilter(strip_usage=True).feed(CONTENT + bad)
+    assert info.value.code == "upstream_malformed"
+
+
+@pytest.mark.parametrize("stream", [CONTENT, CONTENT + DONE[:-1], b"", CONTENT + b"data: {"])
+def test_stream_without_done_or_with_a_torn_block_is_truncated(stream):
+    stream_filter = StreamFilter(strip_usage=False)
+    stream_filter.feed(stream)
+    with pytest.raises(UpstreamBroken) as info:
+        stream_filter.finish()
+    assert info.value.code == "upstream_stream_truncated"
+
+
+def test_complete_stream_finishes_cleanly():
+    stream_filter = StreamFilter(strip_usage=False)
+    assert stream_filter.feed(CONTENT + DONE) == CONTENT + DONE
+    stream_filter.finish()
