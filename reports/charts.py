@@ -148,7 +148,7 @@ def peak_timeline(series: pd.DataFrame, path: Path) -> Path:
     palette = colors(names)
     panels = [
         ("users", "active users", False),
-        ("requests", "requests/s", False),
+        ("requests", "requests sent/s", False),
         ("ttft_p95", "TTFT p95 (ms)", True),
         ("errors", "errors/s", False),
     ]
@@ -158,6 +158,9 @@ def peak_timeline(series: pd.DataFrame, path: Path) -> Path:
             style = {"color": palette[name], "lw": 1.4, "label": name}
             if col == "errors":
                 ax.step(rows["second"], rows[col], where="post", **style)
+            elif latency:  # seconds with no successful request have no TTFT: bridge them
+                known = rows[rows[col].notna()]
+                ax.plot(known["second"], known[col], marker="o", ms=2.5, **style)
             else:
                 ax.plot(rows["second"], rows[col], **style)
         if latency and len(series) and _spans_decades(series[col].to_numpy(dtype=float)):

@@ -83,10 +83,14 @@ def _mean_output_tokens(folder: RunFolder) -> float | None:
 
 
 def rebuild(run_dir: Path, plan_input: PlanInput | None = None) -> dict:
-    """Write summary.json, the chart PNGs, report.md and report.html; return the summary."""
+    """Write summary.json, timeseries.csv (and steps.csv for step runs), the chart PNGs,
+    report.md and report.html; return the summary."""
     run_dir = Path(run_dir)
     analysis = analyse(run_dir, plan_input)
     save_summary(run_dir, analysis.summary)
+    analysis.series.to_csv(run_dir / "timeseries.csv", index=False, float_format="%.3f")
+    if len(analysis.steps):
+        analysis.steps.to_csv(run_dir / "steps.csv", index=False, float_format="%.3f")
     draw_charts(analysis, run_dir)
     (run_dir / "report.md").write_text(report_markdown(analysis))
     (run_dir / "report.html").write_text(render_html(analysis))

@@ -21,8 +21,9 @@ def _seconds(folder: RunFolder, name: str, rows: pd.DataFrame) -> np.ndarray:
 def per_second(folder: RunFolder) -> pd.DataFrame:
     """One row per (target, second): users, requests, ok, errors, TTFT p50/p95 of that second.
 
-    ``users`` sums, over the load-generator processes, the largest ``users`` each reported for
-    records sent in that second.
+    ``users`` comes from the load-generator samples (``loadgen/``: each process's last sample
+    in that second, summed over processes) when there are any, else from the records: the
+    largest ``users`` each process reported for records sent in that second, summed.
     """
     frames = []
     for name, rows in folder.frame.groupby("target", sort=False):
@@ -49,14 +50,35 @@ def per_second(folder: RunFolder) -> pd.DataFrame:
         )
         out["errors"] = out["requests"] - out["ok"]
         out["users"] = work.groupby(["second", "worker"])["users"].max().groupby("second").sum()
-        full = pd.RangeIndex(0, int(second.max()) + 1 if second.size else 0, name="second")
+        sampled = _sampled_users(folder, name, rows)
+        last = max(int(second.max()) if second.size else -1, int(sampled.index.max()) if len(
+            sampled) else -1)  # fmt: skip
+        full = pd.RangeIndex(0, last + 1, name="second")
         out = out.reindex(full)
+        if len(sampled):  # the samples, and the records where no sample landed (the first s)
+            out["users"] = sampled.reindex(full).combine_first(out["users"])
         for col in ("requests", "ok", "errors", "tokens"):
             out[col] = out[col].fillna(0)
         out["users"] = out["users"].ffill()
         out.insert(0, "target", name)
         frames.append(out.reset_index())
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _sampled_users(folder: RunFolder, name: str, rows: pd.DataFrame) -> pd.Series:
+    samples = folder.loadgen
+    if not len(samples) or "users" not in samples:
+        return pd.Series(dtype=float)
+    samples = samples[(samples["target"] == name) & samples["users"].notna()]
+    if not len(samples):
+        return pd.Series(dtype=float)
+    started, ended = target_window_ns(folder, name, rows)
+    samples = samples[(samples["t_ns"] >= started) & (samples["t_ns"] <= ended)]
+    second = ((samples["t_ns"].to_numpy(dtype=np.int64) - started) // 1_000_000_000).astype(int)
+    frame = pd.DataFrame(
+        {"second": second, "worker": samples["worker"].to_numpy(), "users": samples["users"]}
+    )
+    return frame.groupby(["second", "worker"])["users"].last().groupby("second").sum()
 
 
 def errors_per_second(folder: RunFolder) -> pd.DataFrame:

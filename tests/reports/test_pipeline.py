@@ -27,6 +27,10 @@ def test_every_chart_is_drawn_for_a_step_run(built):
         assert width > 400 and height > 250, name
         assert colours is None or len(colours) > 20, f"{name} looks blank"
     assert json.loads((run / "summary.json").read_text()) == summary
+    series = (run / "timeseries.csv").read_text().splitlines()
+    assert series[0] == "second,target,requests,ok,tokens,ttft_p50,ttft_p95,errors,users"
+    assert len(series) > 3 * 27  # ~28 s per target, three targets
+    assert (run / "steps.csv").read_text().count("\n") == 1 + 3 * 7
 
 
 def test_report_md_has_the_tables(built):

@@ -51,3 +51,21 @@ def test_errors_per_second_and_steps(tmp_path):
     assert np.isclose(steps.loc[1, "error_rate"], 1 / 3)
     assert steps.loc[0, "ttft_p50"] == 200.0
     assert steps.loc[0, "ttft_p95_low"] <= steps.loc[0, "ttft_p95"] <= steps.loc[0, "ttft_p95_high"]
+
+
+def test_users_come_from_load_generator_samples_when_present(tmp_path):
+    import json
+
+    _run(tmp_path)
+    (tmp_path / "loadgen").mkdir()
+    samples = [  # second 1: w1 reports 6 then 9 (last wins); w2 reports 5
+        {"t_ns": T0 + S + 1, "worker": "w1", "cpu_pct": 10.0, "rss_mb": 50.0, "users": 6},
+        {"t_ns": T0 + S + 500, "worker": "w1", "cpu_pct": 10.0, "rss_mb": 50.0, "users": 9},
+        {"t_ns": T0 + S + 9, "worker": "w2", "cpu_pct": 10.0, "rss_mb": 50.0, "users": 5},
+    ]
+    (tmp_path / "loadgen" / "direct.w1.jsonl").write_text(
+        "".join(json.dumps(x) + "\n" for x in samples)
+    )
+    series = per_second(load_folder(tmp_path)).set_index("second")
+    assert series.loc[1, "users"] == 14  # 9 + 5, not the records' 2
+    assert series.loc[0, "users"] == 2  # no sample in second 0: the records' value
