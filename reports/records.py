@@ -176,10 +176,6 @@ def table_to_frame(table: pa.Table) -> pd.DataFrame:
     return frame
 
 
-def empty_frame() -> pd.DataFrame:
-    return table_to_frame(SCHEMA.empty_table())
-
-
 def flat_list(series: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A list column as (values, row position of each value, list length per row).
 
