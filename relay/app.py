@@ -197,7 +197,7 @@ class Relay:
             except asyncio.CancelledError as cancel:
                 if not exchange.caused(cancel):
                     raise
-                raise self._interrupted(exchange.reason, started[0]) from None
+                raise self._interrupted(exchange.reason) from None
             except httpx.TransportError as exc:
                 raise (
                     UpstreamBroken("the upstream connection was cut", code="upstream_cut")
@@ -224,7 +224,7 @@ class Relay:
             self.exchanges.discard(exchange)
             self.metrics.active_streams -= 1
 
-    def _interrupted(self, reason: str | None, started: bool) -> Exception:
+    def _interrupted(self, reason: str | None) -> Exception:
         if reason == ex.DISCONNECT:
             return _ClientLeft()
         if reason == ex.FIRST_TOKEN_TIMEOUT:
@@ -267,11 +267,13 @@ class Relay:
         out = stream_filter.feed(first)
         if out:
             await send({"type": "http.response.body", "body": out, "more_body": True})
+        # ``last`` is stamped after the write: time blocked on a slow client is not upstream idle.
+        exchange.last = loop.time()
         async for chunk in chunks:
-            exchange.last = loop.time()
             out = stream_filter.feed(chunk)
             if out:
                 await send({"type": "http.response.body", "body": out, "more_body": True})
+            exchange.last = loop.time()
         stream_filter.finish()
         self._count_usage(stream_filter.usage, fields)
         exchange.finish()
@@ -296,9 +298,11 @@ class Relay:
                     "the upstream sent an empty stream", code="upstream_stream_truncated"
                 ) from None
         waiter = asyncio.ensure_future(chunks.__anext__())
+        loop = exchange.loop
+        next_at = loop.time() + keepalive_s  # comments at absolute times: start + k * interval
         try:
             while True:
-                done, _ = await asyncio.wait((waiter,), timeout=keepalive_s)
+                done, _ = await asyncio.wait((waiter,), timeout=max(0.0, next_at - loop.time()))
                 if done:
                     try:
                         return waiter.result()
@@ -318,8 +322,11 @@ class Relay:
                 await send(
                     {"type": "http.response.body", "body": b": keep-alive\n\n", "more_body": True}
                 )
+                next_at += keepalive_s
         finally:
-            waiter.cancel()
+            if not waiter.done():  # let the read end before the response is closed under it
+                waiter.cancel()
+                await asyncio.wait((waiter,))
 
     async def _complete(
         self,

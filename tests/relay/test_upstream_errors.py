@@ -180,7 +180,7 @@ def test_keepalive_comments_while_waiting_for_first_token(start_server, mock, ki
         "off",
         "--keepalive-ms",
         "100",
-        env={"RELAY_ANON_PLAN": "unlimited"},
+        env={"RELAY_ANON_PLAN": "unlimited", "RELAY_FIRST_TOKEN_TIMEOUT_MS": "1000"},
     )
     response = post(relay, kit, {"X-Mock-TTFT-Ms": "550"})
     body = response.content
@@ -188,6 +188,24 @@ def test_keepalive_comments_while_waiting_for_first_token(start_server, mock, ki
     head = body[: body.index(b"data:")]
     assert head.count(b": keep-alive\n\n") >= 3
     assert kit.sse_data(body)[-1] == "[DONE]"
+
+    # Once comments went out the status is sent: a first-token timeout becomes the error line.
+    response = post(relay, kit, {"X-Mock-TTFT-Ms": "5000"})
+    assert response.status_code == 200
+    data = kit.sse_data(response.content)
+    assert len(data) == 1 and "[DONE]" not in data
+    assert orjson.loads(data[0])["error"]["code"] == "upstream_first_token_timeout"
+    assert response.content.count(b": keep-alive") >= 6
+    assert wait_idle(mock)
+
+
+def wait_idle(mock, timeout=3.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if httpx.get(mock.url + "/mock/stats").json()["active_streams"] == 0:
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def test_retries_before_first_byte_then_success_or_honest_failure(start_server, mock, kit):
