@@ -157,6 +157,7 @@ class Completions:
         rid = f"{self.prefix}{seq:08d}"
         if fault is not None and fault.kind == "status":
             stats.faults[fault.label] += 1
+            stats.faulted += 1
             await send_error(send, _status_fault(fault.value, cfg.retry_after_s))
             return
         try:
@@ -209,6 +210,9 @@ class Completions:
                 await self._whole(send, req, plan, fault, rid, seed, start)
             watch.done = True
             stats.completed += 1
+        except ConnectionCut:  # the disconnect-after fault
+            stats.faulted += 1
+            raise
         except asyncio.CancelledError:
             watch.done = True
             stats.cancelled += 1

@@ -13,6 +13,7 @@ import random
 from dataclasses import dataclass
 
 DISTRIBUTIONS = ("constant", "uniform", "normal", "lognormal", "exponential")
+MAX_OUTPUT_TOKENS = 100_000  # a plan holds every token; no request may ask for unbounded memory
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ def make_plan(
 
     Output length: ``fixed_output_tokens`` (a header) wins; else ``max_tokens`` when
     ``use_max_tokens``; else a draw from ``output_tokens`` (at least 1). ``max_tokens`` then
-    caps it, giving ``finish_reason == "length"``.
+    caps it, giving ``finish_reason == "length"``. Nothing exceeds ``MAX_OUTPUT_TOKENS``.
     """
     if fixed_output_tokens is not None:
         wanted = fixed_output_tokens
@@ -89,9 +90,9 @@ def make_plan(
     else:
         wanted = max(1, round(output_tokens.sample(rng)))
     finish = "stop"
-    n = wanted
-    if max_tokens is not None and (wanted > max_tokens or use_max_tokens):
-        n, finish = min(wanted, max_tokens), "length"
+    n = min(wanted, MAX_OUTPUT_TOKENS)
+    if max_tokens is not None and (n > max_tokens or use_max_tokens):
+        n, finish = min(n, max_tokens), "length"
     ttft = ttft_ms.sample(rng) + prefill_ms_per_token * prompt_tokens
     gaps = tuple(itl_ms.sample(rng) / 1000.0 for _ in range(max(0, n - 1)))
     tokens = tuple(rng.choices(range(vocab_size), k=n))

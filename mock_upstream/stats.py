@@ -74,7 +74,13 @@ class Lateness:
 
 
 class Stats:
-    """Everything ``/mock/stats`` reports. ``active_streams`` is live and survives a reset."""
+    """Everything ``/mock/stats`` reports. ``active_streams`` is live and survives a reset.
+
+    Every completion request ends in exactly one of ``completed``, ``cancelled``, ``rejected``,
+    ``bad_requests`` or ``faulted``, so once nothing is in flight their sum equals ``requests``.
+    (A stalled stream ends as ``cancelled`` when its client gives up; a malformed line does
+    not end a stream.)
+    """
 
     def __init__(self) -> None:
         self.active_streams = 0
@@ -87,6 +93,7 @@ class Stats:
         self.cancelled = 0
         self.rejected = 0
         self.bad_requests = 0
+        self.faulted = 0  # ended by an injected fault: a status answer or a cut connection
         self.chunks = 0
         self.faults: Counter[str] = Counter()
         self.lateness.clear()
@@ -102,6 +109,7 @@ class Stats:
             "cancelled": self.cancelled,
             "rejected": self.rejected,
             "bad_requests": self.bad_requests,
+            "faulted": self.faulted,
             "faults": sum(self.faults.values()),
             "faults_by_kind": dict(self.faults),
             "chunks": self.chunks,

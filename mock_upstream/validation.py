@@ -12,6 +12,7 @@ import orjson
 
 from mock_upstream.errors import BadRequest
 from mock_upstream.faults import Fault, FaultSyntaxError, parse_fault
+from mock_upstream.latency import MAX_OUTPUT_TOKENS
 
 _ROLES = frozenset({"system", "user", "assistant", "tool", "function", "developer"})
 
@@ -173,15 +174,18 @@ def parse_body(raw: bytes, *, chat: bool) -> CompletionRequest:
     )
 
 
-def _number(value: str, header: str, *, integer: bool, minimum: float) -> float:
+def _number(
+    value: str, header: str, *, integer: bool, minimum: float, maximum: float = math.inf
+) -> float:
     try:
         number = int(value) if integer else float(value)
     except ValueError:
         number = math.nan
-    if not math.isfinite(number) or number < minimum:
+    if not math.isfinite(number) or not minimum <= number <= maximum:
         kind = "an integer" if integer else "a number"
+        upper = f" and <= {maximum:g}" if math.isfinite(maximum) else ""
         raise BadRequest(
-            f"header {header} must be {kind} >= {minimum:g}, got {value!r}",
+            f"header {header} must be {kind} >= {minimum:g}{upper}, got {value!r}",
             code="invalid_header",
             param=header,
         )
@@ -214,7 +218,9 @@ def parse_overrides(headers: list[tuple[bytes, bytes]]) -> Overrides:
         itl_ms=None if itl is None else _number(itl, "X-Mock-ITL-Ms", integer=False, minimum=0),
         output_tokens=None
         if out is None
-        else int(_number(out, "X-Mock-Output-Tokens", integer=True, minimum=1)),
+        else int(
+            _number(out, "X-Mock-Output-Tokens", integer=True, minimum=1, maximum=MAX_OUTPUT_TOKENS)
+        ),
         seed=None if seed is None else int(_number(seed, "X-Mock-Seed", integer=True, minimum=0)),
         fault=fault,
     )

@@ -89,6 +89,7 @@ def test_bad_legacy_prompt(mock_url: str, body: dict) -> None:
         ("X-Mock-ITL-Ms", "inf"),
         ("X-Mock-Output-Tokens", "0"),
         ("X-Mock-Output-Tokens", "2.5"),
+        ("X-Mock-Output-Tokens", "1000000000"),
         ("X-Mock-Seed", "abc"),
         ("X-Mock-Seed", "-1"),
     ],

@@ -161,3 +161,29 @@ def test_seeded_fault_rates_are_reproducible_and_counted(start_server, get_stats
         k: v for k, v in {"status:429": n429, "status:503": n503}.items() if v
     }
     assert stats["faults"] == n429 + n503
+
+
+def test_every_request_ends_in_exactly_one_counter(start_server, get_stats) -> None:
+    """requests == completed + cancelled + rejected + bad_requests + faulted, once all ended."""
+    mock = start_server(
+        "mock_upstream", "--ttft-ms", "5", "--itl-ms", "1", "--output-tokens", "5",
+        "--max-concurrency", "1", "--max-queue", "0",
+    )  # fmt: skip
+    url = mock.url + "/v1/chat/completions"
+    with httpx.Client(timeout=5) as client:
+        client.post(url, json={"messages": CHAT})  # completed
+        client.post(url, content=b"{")  # bad request
+        client.post(url, json=STREAM, headers={"X-Mock-Fault": "status:500"})  # faulted
+        client.post(url, json=STREAM, headers={"X-Mock-Fault": "malformed-after:1"})  # completed
+        with pytest.raises(httpx.RemoteProtocolError):
+            client.post(url, json=STREAM, headers={"X-Mock-Fault": "disconnect-after:2"})
+        _read_until_error(mock.url, "stall-after:1", read_timeout=0.3)  # then cancelled
+        with client.stream("POST", url, json=STREAM, headers={"X-Mock-TTFT-Ms": "2000"}):
+            rejected = client.post(url, json={"messages": CHAT})  # the only slot is taken
+    assert rejected.status_code == 429
+    deadline = time.monotonic() + 3
+    while (stats := get_stats(mock.url))["active_requests"] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    ends = {k: stats[k] for k in ("completed", "cancelled", "rejected", "bad_requests", "faulted")}
+    assert ends == {"completed": 2, "cancelled": 2, "rejected": 1, "bad_requests": 1, "faulted": 2}
+    assert stats["requests"] == sum(ends.values()) == 8

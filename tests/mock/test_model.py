@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import random
 import statistics
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mock_upstream import content
+from mock_upstream.errors import BadRequest
 from mock_upstream.faults import (
     Fault,
     FaultRate,
@@ -17,9 +22,10 @@ from mock_upstream.faults import (
     parse_fault,
     parse_rate,
 )
-from mock_upstream.latency import DISTRIBUTIONS, Distribution, make_plan
+from mock_upstream.latency import DISTRIBUTIONS, MAX_OUTPUT_TOKENS, Distribution, make_plan
 from mock_upstream.load import Admission, QueueFull, slowdown_factor
 from mock_upstream.stats import Lateness
+from mock_upstream.validation import parse_body, parse_overrides
 
 
 def _plan(seed: int, **kw):
@@ -81,6 +87,8 @@ def test_plan_lengths_and_finish_reason() -> None:
     assert len(exact.tokens) == 7 and exact.finish_reason == "length"
     header = _plan(1, fixed_output_tokens=5, **fixed)
     assert len(header.tokens) == 5
+    huge = _plan(1, max_tokens=10**18, use_max_tokens=True, **fixed)
+    assert len(huge.tokens) == MAX_OUTPUT_TOKENS and huge.finish_reason == "length"
 
 
 def test_prefill_adds_per_prompt_token() -> None:
@@ -195,3 +203,72 @@ def test_lateness_quantiles() -> None:
     assert coarse.summary_ms()["p50"] == pytest.approx(690.0, abs=1.01)
     assert coarse.summary_ms()["p99"] == pytest.approx(1180.0, abs=1.01)
     assert late.summary_ms()["min"] == pytest.approx(-2.0)
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+_bodies = st.fixed_dictionaries(
+    {},
+    optional={
+        "messages": _json
+        | st.lists(st.fixed_dictionaries({}, optional={"role": _json, "content": _json})),
+        "prompt": _json,
+        "model": _json,
+        "stream": _json,
+        "stream_options": _json | st.fixed_dictionaries({}, optional={"include_usage": _json}),
+        "max_tokens": _json,
+        "max_completion_tokens": _json,
+        "temperature": _json,
+        "n": _json,
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=_bodies, chat=st.booleans())
+def test_parse_body_only_ever_accepts_or_raises_bad_request(body: dict, chat: bool) -> None:
+    try:
+        request = parse_body(json.dumps(body).encode(), chat=chat)
+    except BadRequest as exc:
+        assert exc.status == 400 and exc.message
+    else:
+        assert request.prompt_tokens >= 1
+        assert request.max_tokens is None or request.max_tokens >= 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(raw=st.binary(max_size=64))
+def test_parse_body_survives_arbitrary_bytes(raw: bytes) -> None:
+    with contextlib.suppress(BadRequest):
+        parse_body(raw, chat=True)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    headers=st.lists(
+        st.tuples(
+            st.sampled_from(
+                [
+                    b"x-mock-ttft-ms",
+                    b"x-mock-itl-ms",
+                    b"x-mock-output-tokens",
+                    b"x-mock-seed",
+                    b"x-mock-fault",
+                    b"x-other",
+                ]
+            ),
+            st.binary(max_size=20),
+        ),
+        max_size=4,
+    )
+)
+def test_parse_overrides_only_ever_accepts_or_raises_bad_request(headers) -> None:
+    try:
+        parse_overrides(headers)
+    except BadRequest as exc:
+        assert exc.param and exc.param.startswith("X-Mock-")
