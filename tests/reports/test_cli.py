@@ -82,3 +82,21 @@ def test_plan_on_a_run_without_steps_says_so(tmp_path, capsys):
     write_run(tmp_path, SyntheticRun(steps=((3, 2.0),)))
     assert main(["plan", str(tmp_path), "--peak-rps", "50"]) == 0
     assert "has no steps" in capsys.readouterr().out
+
+
+def test_report_with_a_corrupt_run_json_still_builds(run, capsys):
+    (run / "run.json").write_text("{not json")
+    assert main(["report", str(run)]) == 0
+    assert "run.json is unreadable" in capsys.readouterr().err
+    assert "run.json is unreadable" in (run / "report.md").read_text()
+
+
+def test_compare_runs_without_a_common_target(tmp_path, capsys):
+    from reports.synthetic import SyntheticRun, SyntheticTarget, write_run
+
+    write_run(tmp_path / "a", SyntheticRun(steps=((2, 2.0),), targets=(SyntheticTarget("x"),)))
+    write_run(tmp_path / "b", SyntheticRun(steps=((2, 2.0),), targets=(SyntheticTarget("y"),)))
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--out",
+                 str(tmp_path / "out")]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "Nothing to test" in out and "Targets in only one run (not compared): x, y" in out
