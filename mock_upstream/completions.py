@@ -304,6 +304,8 @@ class Completions:
         per_stream, after = cfg.slowdown_per_stream, cfg.slowdown_after
         keepalive = cfg.keepalive_ms / 1000.0
         next_keepalive = opened + keepalive
+        if keepalive:  # on the grid that began with the headers; none owed for a queue wait
+            next_keepalive += keepalive * max(0, (start - next_keepalive) // keepalive + 1)
         deadline = start + plan.ttft_s
         for j, body in enumerate(bodies):
             if j == fault_at:

@@ -146,3 +146,14 @@ def test_reset_during_open_streams_keeps_counting_them(start_server) -> None:
     sock.close()
     assert stats["requests"] == 0  # it arrived before the reset
     assert stats["chunks"] >= 5 and stats["lateness_ms"]["count"] == stats["chunks"]
+
+
+def test_relaybench_mock_subcommand_serves_and_stops() -> None:
+    args = ["-m", "relaybench.cli", "mock", "--host", "127.0.0.1", "--port", "0", "--ttft-ms", "1"]
+    server = ServerProcess("relaybench-mock", args).start()
+    try:
+        assert server.url.startswith("http://127.0.0.1:")
+        assert httpx.get(server.url + "/health").json() == {"status": "ok"}
+        assert sum("listening on" in line for line in server.output) == 1
+    finally:
+        assert server.stop() == 0
