@@ -12,6 +12,7 @@ with ``time.time_ns()`` right before the write, and record ``monotonic() - deadl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import random
 import time
@@ -222,7 +223,8 @@ class Completions:
             # the server is shutting down: close the stream, or answer a waiting request
             if streaming:
                 raise ConnectionCut from None
-            await send_error(send, _SHUTTING_DOWN)
+            with contextlib.suppress(RuntimeError):  # uvicorn's answer if we had started one
+                await send_error(send, _SHUTTING_DOWN)
         finally:
             watch.done = True
             if not watcher.done():
@@ -312,11 +314,9 @@ class Completions:
                 await self._fault(send, fault, templates)  # type: ignore[arg-type]
             if j:
                 gap = gaps[j - 1]
-                deadline += (
-                    gap * slowdown_factor(admission.active, per_stream, after)
-                    if (per_stream)
-                    else gap
-                )
+                if per_stream:
+                    gap *= slowdown_factor(admission.active, per_stream, after)
+                deadline += gap
             if keepalive:
                 while next_keepalive < deadline:
                     await sleep(max(0.0, next_keepalive - loop.time()))
