@@ -3,8 +3,10 @@
 Starts the mock as a subprocess with a short inter-token latency, holds 100, 500 and 1000
 concurrent streams open against it, and for each level prints: content chunks per second, the
 mock's emission lateness p50/p99/max (from ``/mock/stats``, reset after a warm-up), the mock's
-CPU %, RSS per stream and involuntary context switches per second (how often the kernel took the
-CPU away from it), and this client's CPU % (near 100 % means the client was the limit).
+CPU % and CPU µs per chunk (1e6 / that = chunks/s one core could carry), the share of time it
+waited for a CPU while runnable and its involuntary context switches per second (how much the
+machine, not the mock, delayed it), RSS per stream, and this client's CPU % (near 100 % means
+the client was the limit).
 
 The client is deliberately lean and polite: non-blocking sockets sending one pre-built HTTP/1.1
 request each, drained by one ``epoll`` poll per 10 ms tick, counting content chunks in the raw
@@ -162,6 +164,7 @@ def _level(
         "late_p99": late["p99"],
         "late_max": late["max"],
         "mock_cpu": 100 * mock_cpu / elapsed,
+        "us_per_chunk": 1e6 * mock_cpu / max(1, stats["chunks"]),
         "preempt_per_s": switches / elapsed,
         "runq_wait": 100 * waited / elapsed,
         "rss_kib_per_stream": max(0, rss - rss_before) / 1024 / streams,
@@ -173,7 +176,8 @@ def _level(
 def _table(rows: list[dict[str, float]]) -> str:
     head = (
         f"{'streams':>7} {'chunks/s':>9} {'client/s':>9} {'late p50':>9} {'late p99':>9} "
-        f"{'late max':>9} {'mock cpu':>9} {'runq wait':>9} {'preempt/s':>9} {'KiB/strm':>9} "
+        f"{'late max':>9} {'mock cpu':>9} {'µs/chunk':>8} {'runq wait':>9} {'preempt/s':>9} "
+        f"{'KiB/strm':>9} "
         f"{'mock rss':>9} "
         f"{'client cpu':>10}"
     )
@@ -182,7 +186,8 @@ def _table(rows: list[dict[str, float]]) -> str:
         lines.append(
             f"{r['streams']:>7} {r['chunks_per_s']:>9.0f} {r['client_chunks_per_s']:>9.0f} "
             f"{r['late_p50']:>7.3f}ms {r['late_p99']:>7.3f}ms {r['late_max']:>7.2f}ms "
-            f"{r['mock_cpu']:>8.0f}% {r['runq_wait']:>8.1f}% {r['preempt_per_s']:>9.0f} "
+            f"{r['mock_cpu']:>8.0f}% {r['us_per_chunk']:>8.1f} {r['runq_wait']:>8.1f}% "
+            f"{r['preempt_per_s']:>9.0f} "
             f"{r['rss_kib_per_stream']:>9.1f} "
             f"{r['rss_mib']:>7.1f}Mi "
             f"{r['client_cpu']:>9.0f}%"
