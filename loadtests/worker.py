@@ -38,6 +38,7 @@ import gevent  # noqa: E402
 import gevent.event  # noqa: E402
 import orjson  # noqa: E402
 from locust.env import Environment  # noqa: E402
+from locust.runners import Runner  # noqa: E402
 from locust.shape import LoadTestShape  # noqa: E402
 
 from loadtests import shapes  # noqa: E402
@@ -61,6 +62,18 @@ class ScenarioShape(LoadTestShape):
         if stage is None:
             return None
         return stage.users, float(max(50, stage.users * 2))  # ramps are the shape's, not Locust's
+
+
+def _end_at(runner: Runner, stopper: _Stopper, t0_ns: int, duration_s: float) -> None:
+    """Stop exactly ``duration_s`` after time zero (Locust's shape ticks only once a second).
+
+    The scenario's end is the deadline itself, whatever the wake-up or ``stop()`` cost."""
+    deadline = t0_ns + round(duration_s * 1e9)
+    while (left := deadline - time.time_ns()) > 0:
+        gevent.sleep(left / 1e9)
+    if stopper.stopping_ns is None:
+        stopper.stopping_ns = deadline
+    runner.stop()
 
 
 def _housekeeping(ctx: LoadContext, sampler: CpuSampler, env: Environment) -> None:
@@ -171,6 +184,7 @@ def run_local(cfg: LoadConfig) -> int:
     t0_ns = time.time_ns()
     ctx.start(t0_ns, index=0)
     runner.start_shape()
+    chores.append(gevent.spawn(_end_at, runner, stopper, t0_ns, cfg.shape.duration_s))
     stopper.done.wait(cfg.shape.duration_s + cfg.stop_timeout_s + 30)
     if stopper.interrupted:
         env.stop_timeout = 0  # Ctrl-C: stop now; what finished is already recorded
@@ -225,6 +239,7 @@ def run_master(cfg: LoadConfig, config_path: Path) -> int:
         t0_ns = time.time_ns()
         runner.send_message(T0_MESSAGE, t0_ns)
         runner.start_shape()
+        ender = gevent.spawn(_end_at, runner, stopper, t0_ns, cfg.shape.duration_s)
         stopper.done.wait(cfg.shape.duration_s + cfg.stop_timeout_s + 30)
         # Every worker has stopped and sent its last stats (see run_worker). End them by PID:
         # Locust's quit message would wait behind a worker's post-stop pause of stop_timeout.
@@ -234,6 +249,7 @@ def run_master(cfg: LoadConfig, config_path: Path) -> int:
                 os.kill(p.pid, signal.SIGINT if stopper.interrupted else signal.SIGTERM)
         _wait_workers(procs)
         progress.kill()
+        ender.kill()
         runner.quit()
         _write_result(env, cfg, stopper, t0_ns, wanted)
         if env.web_ui:

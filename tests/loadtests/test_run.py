@@ -102,6 +102,16 @@ def test_two_processes_merge_exactly(start_server, tmp_path: Path) -> None:
     # the merged summary, Locust's own total and the mock's count: the same, to the last request
     assert summary["targets"]["direct"]["requests"] == len(recs) == locust["locust_requests"]
     assert len(recs) == mock_stats(mock.url)["requests"]
+    # ... and equals the summary of the same records pooled into one file
+    from reports.summary import build_summary
+
+    pooled = tmp_path / "pooled"
+    (pooled / "records").mkdir(parents=True)
+    (pooled / "run.json").write_bytes((out / "run.json").read_bytes())
+    with (pooled / "records" / "direct.wall.jsonl").open("wb") as merged:
+        for f in files:
+            merged.write(f.read_bytes())
+    assert build_summary(pooled)["targets"] == build_summary(out)["targets"]
 
 
 def test_open_loop_measures_from_the_intended_start(start_server, tmp_path: Path) -> None:
@@ -141,6 +151,26 @@ def test_open_loop_measures_from_the_intended_start(start_server, tmp_path: Path
         assert response_ttft >= 200 + i * 100 - 30
     meta = json.loads((out / "run.json").read_text())
     assert meta["scenario_params"]["open_loop"] is True and meta["scenario_params"]["rate"] == 10
+    # one user cannot deliver 10 req/s of 200 ms requests: the run says so itself
+    health = json.loads((out / "summary.json").read_text())["health"]
+    assert health["degraded"] is True
+    assert any("schedule lag" in r for r in health["reasons"]), health
+
+
+def test_open_loop_delivers_the_schedule_exactly(start_server, tmp_path: Path) -> None:
+    mock = start_server("mock_upstream", "--ttft-ms", "20", "--itl-ms", "1", "--output-tokens", "2")
+    out = tmp_path / "run"
+    done = run(
+        *("--target", f"direct={mock.url}", "--scenario", "constant", "--rate", "4"),
+        *("--users", "4", "--duration", "3", "--max-tokens", "none", "--out", str(out)),
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    direct = summary["targets"]["direct"]
+    # arrivals at i / 4 s for i = 0..11, inside a window of exactly 3 s
+    assert direct["requests"] == 12 == len(records(out, "direct"))
+    assert direct["requests_per_s"] == 4.0
+    assert not any("achieved" in r for r in summary["health"]["reasons"]), summary["health"]
 
 
 def test_bad_usage_exits_2_listing_the_choices(tmp_path: Path) -> None:
@@ -240,6 +270,17 @@ def test_default_targets_start_their_own_servers(tmp_path: Path) -> None:
         assert entry["ok"] == entry["requests"], (name, entry["errors"])
         assert entry["first_token_lag_ms"] is not None  # our mock stamps every chunk
     assert meta["targets"]["relay-buffered"]["stream"] is False
+    assert summary["health"]["degraded"] is False, summary["health"]
+    # lost records no longer add up to what the mock served: the health check notices (it
+    # forgives up to the in-flight count at the stop, 3 users here, so drop 5)
+    from reports.summary import build_summary
+
+    path = next((out / "records").glob("direct.*.jsonl"))
+    lines = path.read_bytes().splitlines(keepends=True)
+    assert len(lines) > 5
+    path.write_bytes(b"".join(lines[:-5]))
+    health = build_summary(out)["health"]
+    assert health["degraded"] and any("direct" in r for r in health["reasons"]), health
     assert meta["mock"]["ttft_ms"] == 50
     # the servers it started are gone: their ports refuse connections
     for entry in meta["targets"].values():
