@@ -45,17 +45,11 @@ def fast_mock(start_server):
 def test_external_target_counts_add_up(start_server, tmp_path: Path) -> None:
     mock = fast_mock(start_server)
     out = tmp_path / "run"
+    calibration = tmp_path / "calibration.json"
+    calibration.write_text(json.dumps({"capacity": {"streams_per_process": 500}}))
     done = run(
-        "--target",
-        f"direct={mock.url}",
-        "--users",
-        "3",
-        "--duration",
-        "2",
-        "--max-tokens",
-        "10",
-        "--out",
-        str(out),
+        *("--target", f"direct={mock.url}", "--users", "3", "--duration", "2"),
+        *("--max-tokens", "10", "--calibration", str(calibration), "--out", str(out)),
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == str(out)  # the last line is the folder
@@ -69,6 +63,8 @@ def test_external_target_counts_add_up(start_server, tmp_path: Path) -> None:
     assert served["completed"] == len(recs) and served["cancelled"] == 0
     assert meta["targets"]["direct"]["locust"]["locust_requests"] == len(recs)
     assert meta["interrupted"] is False and meta["ended_at"]
+    assert meta["calibration"]["capacity"]["streams_per_process"] == 500  # kept for the report
+    assert meta["calibration"]["file"] == str(calibration)
     assert all(r["ok"] and r["max_tokens"] == 10 == r["output_tokens"] for r in recs)
     assert list((out / "loadgen").glob("direct.w*.jsonl"))  # CPU samples for health
 
@@ -183,6 +179,10 @@ def test_bad_usage_exits_2_listing_the_choices(tmp_path: Path) -> None:
     assert done.returncode == 2 and "NAME=URL" in done.stderr
     done = run("--target", "x=ftp://h", "--out", str(tmp_path / "d"))
     assert done.returncode == 2 and "not an http(s) URL" in done.stderr
+    done = run("--calibration", str(tmp_path / "missing.json"), "--out", str(tmp_path / "e"))
+    assert done.returncode == 2 and "--calibration" in done.stderr
+    done = run("--users", "0", "--out", str(tmp_path / "f"))
+    assert done.returncode == 2 and "--users must be at least 1" in done.stderr
     assert not any(tmp_path.iterdir())  # nothing written
 
 
