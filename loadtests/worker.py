@@ -24,6 +24,7 @@ from gevent import monkey
 monkey.patch_all()
 
 import argparse  # noqa: E402
+import gc  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
 import signal  # noqa: E402
@@ -181,6 +182,7 @@ def run_local(cfg: LoadConfig) -> int:
         gevent.spawn(_housekeeping, ctx, sampler, env),
         gevent.spawn(_progress, env, cfg, t_start),
     ]
+    _settle_memory()
     t0_ns = time.time_ns()
     ctx.start(t0_ns, index=0)
     runner.start_shape()
@@ -197,6 +199,18 @@ def run_local(cfg: LoadConfig) -> int:
         env.web_ui.stop()
     _write_result(env, cfg, stopper, t0_ns, 1)
     return 130 if stopper.interrupted else 0
+
+
+def _settle_memory() -> None:
+    """Keep the collector's pauses off the measurements.
+
+    Everything allocated so far (Locust, gevent, our modules: ~50k tracked objects) lives as
+    long as the process; one full collection over it took 38-66 ms on a 2-core machine, a stall
+    of every stream at once. Collected once here, before time zero, and frozen, it is never
+    scanned again: a full collection during the run only sees what the run allocated.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _free_port() -> int:
@@ -292,6 +306,7 @@ def run_worker(cfg: LoadConfig, master_host: str, master_port: int) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         gevent.signal_handler(sig, end, sig)
     chore = gevent.spawn(_housekeeping, ctx, sampler, env)
+    _settle_memory()
     runner.greenlet.join()
     chore.kill()
     sampler.sample(0)
