@@ -194,8 +194,8 @@ class Relay:
                     )
                 else:
                     await self._complete(send, response, exchange, sent_at, extra, fields)
-            except asyncio.CancelledError as cancel:
-                if not exchange.caused(cancel):
+            except asyncio.CancelledError:
+                if not exchange.caused():
                     raise
                 raise self._interrupted(exchange.reason) from None
             except httpx.TransportError as exc:
@@ -394,6 +394,7 @@ def build_app(relay: Relay) -> Starlette:
                 "status": "draining" if relay.draining else "ok",
                 "pid": os.getpid(),
                 "active_streams": relay.metrics.active_streams,
+                "tasks": len(asyncio.all_tasks()),  # a leak of watchers or readers shows here
                 "auth": relay.config.auth,
                 "ratelimit_backend": relay.limiter.backend.name,
                 "upstream_pool": relay.upstream.pool_state(),

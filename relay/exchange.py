@@ -53,7 +53,7 @@ class Exchange:
             self.reason = reason
             self.task.cancel()
 
-    def caused(self, exc: asyncio.CancelledError) -> bool:
+    def caused(self) -> bool:
         """True when the cancellation came from ``interrupt`` (then it is taken back)."""
         if self.reason is None:
             return False

@@ -22,6 +22,7 @@ from relay.config import RelayConfig
 from relay.errors import UpstreamError, from_status, from_transport
 from relay.exchange import Exchange
 from relay.metrics import Metrics
+from relay.network import AsyncioBackend
 
 ERROR_BODY_LIMIT = 64 * 1024
 
@@ -105,6 +106,8 @@ class Upstream:
         pool = getattr(self.client._transport, "_pool", None)
         if type(pool) is httpcore.AsyncConnectionPool:
             pool.__class__ = _LinearPool
+            if self.url.startswith("http://"):
+                pool._network_backend = AsyncioBackend()
         self.auth_header = (
             [("authorization", f"Bearer {config.upstream_api_key}")]
             if config.upstream_api_key

@@ -61,6 +61,7 @@ def test_client_disconnect_closes_upstream_at_once(shared_relay, mock, kit, stre
 
 def test_many_cancelled_requests_leak_nothing(shared_relay, mock, kit):
     server, key = shared_relay
+    tasks_before = httpx.get(server.url + "/health").json()["tasks"]
     headers = {"X-API-Key": key, "X-Mock-ITL-Ms": "20", "X-Mock-Output-Tokens": "500"}
     conns = [raw_request(server.url, kit.chat(stream=i % 2 == 0), headers) for i in range(40)]
     # 20 streams and 20 whole answers, every one of them generating (500 x 20 ms = 10 s)
@@ -76,6 +77,7 @@ def test_many_cancelled_requests_leak_nothing(shared_relay, mock, kit):
         lambda: (h := httpx.get(server.url + "/health").json())["active_streams"] == 0 and h
     )
     assert health["upstream_pool"]["busy"] == 0  # nothing held by a forgotten response
+    assert health["tasks"] <= tasks_before  # no watcher or reader task left behind
     # The relay still works normally afterwards.
     response = httpx.post(
         server.url + "/v1/chat/completions", content=kit.chat(), headers={"X-API-Key": key}
