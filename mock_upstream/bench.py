@@ -163,6 +163,7 @@ def _level(
         "late_p50": late["p50"],
         "late_p99": late["p99"],
         "late_max": late["max"],
+        "late_min": late["min"],
         "mock_cpu": 100 * mock_cpu / elapsed,
         "us_per_chunk": 1e6 * mock_cpu / max(1, stats["chunks"]),
         "preempt_per_s": switches / elapsed,
@@ -175,7 +176,8 @@ def _level(
 
 def _table(rows: list[dict[str, float]]) -> str:
     head = (
-        f"{'streams':>7} {'chunks/s':>9} {'client/s':>9} {'late p50':>9} {'late p99':>9} "
+        f"{'streams':>7} {'chunks/s':>9} {'client/s':>9} {'late min':>9} {'late p50':>9} "
+        f"{'late p99':>9} "
         f"{'late max':>9} {'mock cpu':>9} {'µs/chunk':>8} {'runq wait':>9} {'preempt/s':>9} "
         f"{'KiB/strm':>9} "
         f"{'mock rss':>9} "
@@ -185,7 +187,8 @@ def _table(rows: list[dict[str, float]]) -> str:
     for r in rows:
         lines.append(
             f"{r['streams']:>7} {r['chunks_per_s']:>9.0f} {r['client_chunks_per_s']:>9.0f} "
-            f"{r['late_p50']:>7.3f}ms {r['late_p99']:>7.3f}ms {r['late_max']:>7.2f}ms "
+            f"{r['late_min']:>7.3f}ms {r['late_p50']:>7.3f}ms {r['late_p99']:>7.3f}ms "
+            f"{r['late_max']:>7.2f}ms "
             f"{r['mock_cpu']:>8.0f}% {r['us_per_chunk']:>8.1f} {r['runq_wait']:>8.1f}% "
             f"{r['preempt_per_s']:>9.0f} "
             f"{r['rss_kib_per_stream']:>9.1f} "
