@@ -4,9 +4,9 @@ For each target present in both runs, TTFT and ITL p50/p95 differences (B − A)
 interval (``reports.significance.percentile_diff_ci``); a difference whose interval contains 0 is
 called *within noise*. With m tests, each interval is at 1 − 0.05/m (Bonferroni), so the chance
 that two runs of one distribution show any "significant" difference stays at most 5%. ITL gaps
-of one request are correlated, so their intervals are somewhat too narrow: treat a
-barely-significant ITL change with care. Other metrics (throughput, error rate, lag) are shown
-side by side without a test.
+of one request are correlated, so ITL intervals come from a cluster bootstrap that resamples
+whole requests. Other metrics (throughput, error rate, lag) are shown side by side without a
+test.
 """
 
 from __future__ import annotations
@@ -41,11 +41,12 @@ SIDE_BY_SIDE = (
 )
 
 
-def samples(folder: RunFolder, name: str) -> dict[str, np.ndarray]:
+def samples(folder: RunFolder, name: str) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+    """TTFT (one per request) and ITL (with the request of each gap, for a cluster bootstrap)."""
     rows = folder.frame[folder.frame["target"].to_numpy() == name]
     ok = rows[rows["ok"].to_numpy(dtype=bool)]
-    itl = folder.lists("chunks_ms").diffs(ok["row"])
-    return {"ttft_ms": ok["ttft_ms"].to_numpy(dtype=float), "itl_ms": itl}
+    itl = folder.lists("chunks_ms").diffs_with_rows(ok["row"])
+    return {"ttft_ms": (ok["ttft_ms"].to_numpy(dtype=float), None), "itl_ms": itl}
 
 
 def compare(dir_a: Path, dir_b: Path) -> dict:
@@ -59,13 +60,13 @@ def compare(dir_a: Path, dir_b: Path) -> dict:
         (name, metric, q)
         for name, (xa, xb) in pooled.items()
         for metric, q in TESTED
-        if xa[metric].size >= 2 and xb[metric].size >= 2
+        if xa[metric][0].size >= 2 and xb[metric][0].size >= 2
     ]
     confidence = 1 - ALPHA / max(len(planned), 1)
     for seed, (name, metric, q) in enumerate(planned):
-        xa, xb = pooled[name]
-        diff = bootstrap_diff(xa[metric], xb[metric], q, seed=seed, confidence=confidence)
-        base = float(np.percentile(xa[metric], q))
+        (va, ga), (vb, gb) = pooled[name][0][metric], pooled[name][1][metric]
+        diff = bootstrap_diff(va, vb, q, seed=seed, confidence=confidence, groups_a=ga, groups_b=gb)
+        base = float(np.percentile(va, q))
         diff["relative"] = round(diff["value"] / base, 4) if base else None
         diff["significant"] = diff["ci_low"] > 0 or diff["ci_high"] < 0
         tests.append({"target": name, "metric": f"{metric}.p{q}", **diff})
@@ -177,7 +178,8 @@ def write_comparison(dir_a: Path, dir_b: Path, out: Path) -> dict:
     images = []
     for metric, title in (("ttft_ms", "TTFT"), ("itl_ms", "ITL")):
         pairs = {
-            n: (samples(a, n)[metric], samples(b, n)[metric]) for n in result["common_targets"]
+            n: (samples(a, n)[metric][0], samples(b, n)[metric][0])
+            for n in result["common_targets"]
         }
         path = charts.cdf_overlay(pairs, labels, out / f"compare_{metric}_cdf.png", title)
         images.append({"title": f"{title} CDF, A vs B", "src": data_uri(path), "name": path.name})

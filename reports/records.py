@@ -88,6 +88,11 @@ class FlatList:
         """Every value of the given rows (positions into the frame)."""
         return self.values[self._mask(row_ids)[self.rows]]
 
+    def select_with_rows(self, row_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``select`` plus the row of each value (the cluster for a request-level bootstrap)."""
+        keep = self._mask(row_ids)[self.rows]
+        return self.values[keep], self.rows[keep]
+
     def firsts(self, row_ids: np.ndarray) -> np.ndarray:
         """The first value of each given row that has one."""
         row_ids = np.asarray(row_ids, dtype=np.int64)
@@ -97,11 +102,15 @@ class FlatList:
 
     def diffs(self, row_ids: np.ndarray) -> np.ndarray:
         """Consecutive differences within each given row (ITL from ``chunks_ms``)."""
+        return self.diffs_with_rows(row_ids)[0]
+
+    def diffs_with_rows(self, row_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self._diffs is None:
             same = self.rows[1:] == self.rows[:-1]
             self._diffs = (np.diff(self.values)[same], self.rows[1:][same])
         values, rows = self._diffs
-        return values[self._mask(row_ids)[rows]]
+        keep = self._mask(row_ids)[rows]
+        return values[keep], rows[keep]
 
 
 @dataclass

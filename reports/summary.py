@@ -141,8 +141,8 @@ def overhead(names: list[str], groups: dict[str, pd.DataFrame], folder: RunFolde
     """Each relay target's added latency versus ``direct``: difference of medians, 95% CI.
 
     First-token lag and TTFT are one value per request (independent units, bootstrapped
-    directly). Chunk lag pools every chunk, so its interval ignores within-request correlation
-    and is somewhat too narrow; the first-token figure is the one to quote.
+    directly). Chunk lag pools every chunk; chunks of one request are correlated, so its
+    interval comes from a cluster bootstrap that resamples whole requests.
     """
     direct = groups.get("direct")
     if direct is None:
@@ -150,9 +150,9 @@ def overhead(names: list[str], groups: dict[str, pd.DataFrame], folder: RunFolde
     lag_list = folder.lists("lags_ms")
     direct_ok = direct[direct["ok"].to_numpy(dtype=bool)]
     base = {
-        "first_token_lag_ms": lag_list.firsts(direct["row"]),
-        "chunk_lag_ms": lag_list.select(direct["row"]),
-        "ttft_ms": direct_ok["ttft_ms"].to_numpy(dtype=np.float64),
+        "first_token_lag_ms": (lag_list.firsts(direct["row"]), None),
+        "chunk_lag_ms": lag_list.select_with_rows(direct["row"]),
+        "ttft_ms": (direct_ok["ttft_ms"].to_numpy(dtype=np.float64), None),
     }
     out: dict = {}
     for seed, name in enumerate(names):
@@ -161,14 +161,17 @@ def overhead(names: list[str], groups: dict[str, pd.DataFrame], folder: RunFolde
         rows = groups[name]
         ok_rows = rows[rows["ok"].to_numpy(dtype=bool)]
         other = {
-            "first_token_lag_ms": lag_list.firsts(rows["row"]),
-            "chunk_lag_ms": lag_list.select(rows["row"]),
-            "ttft_ms": ok_rows["ttft_ms"].to_numpy(dtype=np.float64),
+            "first_token_lag_ms": (lag_list.firsts(rows["row"]), None),
+            "chunk_lag_ms": lag_list.select_with_rows(rows["row"]),
+            "ttft_ms": (ok_rows["ttft_ms"].to_numpy(dtype=np.float64), None),
         }
         block = {}
-        for metric, values in other.items():
-            if values.size and base[metric].size:
-                block[f"added_{metric}_p50"] = bootstrap_diff(base[metric], values, 50, seed=seed)
+        for metric, (values, clusters) in other.items():
+            base_values, base_clusters = base[metric]
+            if values.size and base_values.size:
+                block[f"added_{metric}_p50"] = bootstrap_diff(
+                    base_values, values, 50, seed=seed, groups_a=base_clusters, groups_b=clusters
+                )
         block["stream"] = bool(folder.target_meta(name).get("stream", rows["stream"].all()))
         out[name] = block
     return out
