@@ -36,11 +36,16 @@ class RunFolder:
         return self.records.lists(name)
 
     def target_names(self) -> list[str]:
-        """Targets in run.json order, then any others found only in the records."""
+        """Targets in run.json order (with or without records), then any found only in records."""
         seen = list(self.meta.get("targets") or {})
-        present = set(self.records.targets)
-        names = [name for name in seen if name in present]
-        return names + sorted(present - set(names))
+        return seen + sorted(set(self.records.targets) - set(seen))
+
+    def groups(self) -> dict[str, pd.DataFrame]:
+        """Each target's rows of ``frame`` (an empty frame for a target without records)."""
+        frame = self.frame
+        indices = frame.groupby("target", sort=False).indices
+        empty = np.empty(0, dtype=np.int64)
+        return {name: frame.iloc[indices.get(name, empty)] for name in self.target_names()}
 
     def target_meta(self, name: str) -> dict:
         return (self.meta.get("targets") or {}).get(name) or {}
@@ -52,6 +57,8 @@ def load_folder(run_dir: Path) -> RunFolder:
     records = load_records(run_dir)
     notes += records.skipped
     meta = _read_json(run_dir / "run.json", notes)
+    silent = sorted(set(meta.get("targets") or {}) - set(records.targets))
+    notes += [f"target {name} is in run.json but has no records" for name in silent]
     mock_stats: dict[str, dict] = {}
     for path in sorted((run_dir / "mock_stats").glob("*.json")):
         data = _read_json(path, notes)

@@ -109,8 +109,7 @@ def draw_charts(analysis: Analysis, out_dir: Path) -> dict[str, Path]:
 
 def chart_plan(a: Analysis) -> dict[str, Callable[[Path], Path]]:
     """Which charts this run supports, each as a function of its output path."""
-    frame = a.folder.frame
-    groups = {name: rows for name, rows in frame.groupby("target", sort=False)}
+    groups = a.folder.groups()
     names = list(a.summary["targets"])
     out: dict[str, Callable[[Path], Path]] = {}
     ttft = {

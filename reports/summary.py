@@ -52,9 +52,8 @@ def save_summary(run_dir: Path, summary: dict) -> None:
 
 
 def summarize(folder: RunFolder) -> dict:
-    frame = folder.frame
-    groups = _split(frame)
-    targets = {name: target_summary(folder, name, groups[name]) for name in folder.target_names()}
+    groups = folder.groups()
+    targets = {name: target_summary(folder, name, rows) for name, rows in groups.items()}
     summary = {
         "schema_version": SCHEMA_VERSION,
         "run": run_block(folder, targets),
@@ -65,10 +64,6 @@ def summarize(folder: RunFolder) -> dict:
     if folder.notes:
         summary["notes"] = list(folder.notes)
     return summary
-
-
-def _split(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    return {name: rows for name, rows in frame.groupby("target", sort=False)}
 
 
 def run_block(folder: RunFolder, targets: dict) -> dict:

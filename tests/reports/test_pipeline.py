@@ -91,3 +91,16 @@ def test_html_escapes_record_text(tmp_path):
     rebuild(tmp_path)
     html = (tmp_path / "report.html").read_text()
     assert "<script>" not in html and "&lt;script&gt;alert(1)" in html
+
+
+def test_a_target_without_records_is_reported_empty_not_dropped(tmp_path):
+    write_run(tmp_path, SyntheticRun(steps=((3, 2.0),)))
+    meta = json.loads((tmp_path / "run.json").read_text())
+    meta["targets"]["ghost"] = {**meta["targets"]["relay"], "kind": "relay"}
+    (tmp_path / "run.json").write_text(json.dumps(meta))
+    summary = rebuild(tmp_path)
+    ghost = summary["targets"]["ghost"]
+    assert (ghost["requests"], ghost["ok"], ghost["ttft_ms"]["count"]) == (0, 0, 0)
+    assert ghost["requests_per_s"] == 0 and ghost["first_token_lag_ms"] is None
+    assert "target ghost is in run.json but has no records" in summary["notes"]
+    assert "ghost" in (tmp_path / "report.md").read_text()
