@@ -17,7 +17,7 @@ from relaybench.sse import SSEDecoder
 CHAT = [{"role": "user", "content": "Xin chào, bạn khỏe không?"}]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def mock_url() -> Iterator[str]:
     """One fast mock for tests that need no particular settings or clean stats."""
     args = ["-m", "mock_upstream", "--host", "127.0.0.1", "--port", "0"]

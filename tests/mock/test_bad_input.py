@@ -9,6 +9,9 @@ import sys
 import httpx
 import pytest
 
+from mock_upstream.cli import build_parser, config_from_args
+from relaybench.errors import UsageError
+
 from .conftest import CHAT
 
 CHAT_URL = "/v1/chat/completions"
@@ -145,16 +148,26 @@ def test_garbage_on_the_socket_does_not_break_the_server(mock_url: str) -> None:
         (["--tokens-per-chunk", "0"], "--tokens-per-chunk"),
         (["--fault-rate", "explode=0.1"], "--fault-rate"),
         (["--fault-rate", "status:429=2"], "--fault-rate"),
-        (["--ttft-dist", "gamma"], "--ttft-dist"),
+        (["--max-queue", "-1"], "--max-queue"),
+        (["--port", "70000"], "--port"),
     ],
 )
-def test_bad_flags_exit_2_with_a_message(args: list[str], message: str) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "mock_upstream", "--port", "0", *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert proc.returncode == 2
-    assert message in proc.stderr
-    assert "Traceback" not in proc.stderr
+def test_bad_flag_values_are_usage_errors(args: list[str], message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        config_from_args(build_parser().parse_args(args))
+
+
+def test_bad_flags_exit_2_with_a_message_and_no_traceback() -> None:
+    for args, message in [
+        (["--itl-ms", "-1"], "--itl-ms"),
+        (["--ttft-dist", "gamma"], "--ttft-dist"),
+    ]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "mock_upstream", "--port", "0", *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert proc.returncode == 2
+        assert message in proc.stderr
+        assert "Traceback" not in proc.stderr

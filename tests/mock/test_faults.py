@@ -36,6 +36,13 @@ def _read_until_error(url: str, fault: str, read_timeout: float = 5.0) -> tuple[
     return events, "complete"
 
 
+def _wait_idle(url: str, get_stats, timeout: float = 3.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while (stats := get_stats(url))["active_requests"] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return stats
+
+
 def _content_count(events: list[str]) -> int:
     n = 0
     for data in events:
@@ -178,12 +185,13 @@ def test_every_request_ends_in_exactly_one_counter(start_server, get_stats) -> N
         with pytest.raises(httpx.RemoteProtocolError):
             client.post(url, json=STREAM, headers={"X-Mock-Fault": "disconnect-after:2"})
         _read_until_error(mock.url, "stall-after:1", read_timeout=0.3)  # then cancelled
-        with client.stream("POST", url, json=STREAM, headers={"X-Mock-TTFT-Ms": "2000"}):
+        _wait_idle(mock.url, get_stats)  # the mock has noticed and freed the slot
+        headers = {"X-Mock-TTFT-Ms": "2000"}
+        with client.stream("POST", url, json=STREAM, headers=headers) as holder:
+            assert holder.status_code == 200
             rejected = client.post(url, json={"messages": CHAT})  # the only slot is taken
     assert rejected.status_code == 429
-    deadline = time.monotonic() + 3
-    while (stats := get_stats(mock.url))["active_requests"] and time.monotonic() < deadline:
-        time.sleep(0.02)
+    stats = _wait_idle(mock.url, get_stats)
     ends = {k: stats[k] for k in ("completed", "cancelled", "rejected", "bad_requests", "faulted")}
     assert ends == {"completed": 2, "cancelled": 2, "rejected": 1, "bad_requests": 1, "faulted": 2}
     assert stats["requests"] == sum(ends.values()) == 8
