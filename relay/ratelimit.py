@@ -27,11 +27,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
-import redis.exceptions
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-
 from relay.auth import Principal
 from relay.errors import RateLimited, Unavailable
 from relay.metrics import Metrics
@@ -112,10 +107,20 @@ return {'1', string.format('%.0f', math.floor((tau - (new_tat - now)) / interval
 """
 
 
+class BackendError(Exception):
+    """The shared backend could not answer (Redis down, hung, or refusing)."""
+
+
 class RedisBackend:
     name = "redis"
 
     def __init__(self, url: str, timeout_s: float) -> None:
+        import redis.asyncio as aioredis  # only relays with --redis-url pay for the import
+        import redis.exceptions
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        self._errors = (redis.exceptions.RedisError, OSError, TimeoutError)
         self.client = aioredis.Redis.from_url(
             url,
             socket_timeout=timeout_s,
@@ -127,11 +132,14 @@ class RedisBackend:
         self._script = self.client.register_script(_GCRA_LUA)
 
     async def hit(self, key: str, rpm: int) -> Decision:
-        # The outer timeout is a backstop: socket timeouts should fire first.
-        async with asyncio.timeout(self.timeout_s * 2 + 0.05):
-            allowed, remaining, reset_us, retry_us = await self._script(
-                keys=[f"relay:rl:{key}"], args=[rpm]
-            )
+        try:
+            # The outer timeout is a backstop: socket timeouts should fire first.
+            async with asyncio.timeout(self.timeout_s * 2 + 0.05):
+                allowed, remaining, reset_us, retry_us = await self._script(
+                    keys=[f"relay:rl:{key}"], args=[rpm]
+                )
+        except self._errors as exc:
+            raise BackendError(type(exc).__name__) from exc
         return Decision(
             allowed == b"1",
             rpm,
@@ -172,7 +180,7 @@ class RateLimiter:
             return self._backend_down(now, None)
         try:
             decision = await self.backend.hit(principal.id, rpm)
-        except (redis.exceptions.RedisError, OSError, TimeoutError) as exc:
+        except BackendError as exc:
             self._skip_until = time.monotonic() + self.backend_retry_s
             return self._backend_down(time.monotonic(), exc)
         if not decision.allowed:
@@ -192,7 +200,7 @@ class RateLimiter:
             log.warning(
                 "rate-limit backend unavailable; failing %s",
                 "open" if self.fail_open else "closed",
-                extra={"error": type(exc).__name__, "failures": self._failures_unlogged},
+                extra={"error": str(exc), "failures": self._failures_unlogged},
             )
             self._logged_at, self._failures_unlogged = now, 0
         if self.fail_open:
