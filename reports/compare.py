@@ -24,6 +24,9 @@ from reports.stats import bootstrap_diff
 from reports.summary import summarize
 
 ALPHA = 0.05  # family-wise: Bonferroni over every test of the comparison
+# a significant difference this small is real but does not matter: named, not headlined
+NEGLIGIBLE_MS = 0.5
+NEGLIGIBLE_REL = 0.01
 TESTED = (("ttft_ms", 50), ("ttft_ms", 95), ("itl_ms", 50), ("itl_ms", 95))
 SIDE_BY_SIDE = (
     ("requests", None),
@@ -69,6 +72,8 @@ def compare(dir_a: Path, dir_b: Path) -> dict:
         base = float(np.percentile(va, q))
         diff["relative"] = round(diff["value"] / base, 4) if base else None
         diff["significant"] = diff["ci_low"] > 0 or diff["ci_high"] < 0
+        small = abs(diff["value"]) < NEGLIGIBLE_MS or abs(diff["relative"] or 0) < NEGLIGIBLE_REL
+        diff["negligible"] = bool(diff["significant"] and small)
         tests.append({"target": name, "metric": f"{metric}.p{q}", **diff})
     for name in common:
         for key, sub in SIDE_BY_SIDE:
@@ -76,20 +81,7 @@ def compare(dir_a: Path, dir_b: Path) -> dict:
             side.append(
                 {"target": name, "metric": f"{key}.{sub}" if sub else key, "a": va, "b": vb}
             )
-    significant = [t for t in tests if t["significant"]]
-    if not tests:
-        verdict = "Nothing to test: no target has TTFT or ITL samples in both runs."
-    elif not significant:
-        verdict = (
-            "No significant difference: every TTFT and ITL difference is within noise "
-            f"(each {confidence:.1%} bootstrap interval contains 0)."
-        )
-    else:
-        verdict = f"{len(significant)} of {len(tests)} differences are significant: " + "; ".join(
-            f"{t['target']} {t['metric']} {t['value']:+.1f} ms "
-            f"[{t['ci_low']:+.1f}, {t['ci_high']:+.1f}]"
-            for t in significant
-        )
+    verdict = verdict_text(tests, confidence)
     return {
         "a": str(dir_a),
         "b": str(dir_b),
@@ -102,6 +94,37 @@ def compare(dir_a: Path, dir_b: Path) -> dict:
         "health": {"a": sa["health"], "b": sb["health"]},
         "_folders": (a, b),
     }
+
+
+def verdict_text(tests: list[dict], confidence: float) -> str:
+    """One plain sentence: which differences are real, which negligible, which noise."""
+    if not tests:
+        return "Nothing to test: no target has TTFT or ITL samples in both runs."
+    significant = [t for t in tests if t["significant"]]
+    material = [t for t in significant if not t["negligible"]]
+    negligible = [t for t in significant if t["negligible"]]
+    small = (
+        f"statistically real but negligible (< {NEGLIGIBLE_MS:g} ms or < {NEGLIGIBLE_REL:.0%}): "
+        + "; ".join(f"{t['target']} {t['metric']} {t['value']:+.2f} ms" for t in negligible)
+    )
+    if not significant:
+        return (
+            "No significant difference: every TTFT and ITL difference is within noise "
+            f"(each {confidence:.1%} bootstrap interval contains 0)."
+        )
+    if not material:
+        return (
+            f"No material difference: {len(negligible)} of {len(tests)} "
+            + ("is " if len(negligible) == 1 else "are ")
+            + small
+            + "; the others are within noise."
+        )
+    text = f"{len(material)} of {len(tests)} differences are significant: " + "; ".join(
+        f"{t['target']} {t['metric']} {t['value']:+.2f} ms ({t['relative']:+.1%}) "
+        f"[{t['ci_low']:+.2f}, {t['ci_high']:+.2f}]"
+        for t in material
+    )
+    return text + (f". Also {small}." if negligible else ".")
 
 
 def _value(target: dict, key: str, sub: str | None):
@@ -148,11 +171,18 @@ def test_rows(result: dict):
             f"{t['value']:+.2f}",
             f"{t['relative']:+.1%}" if t["relative"] is not None else "–",
             f"[{t['ci_low']:+.2f}, {t['ci_high']:+.2f}]",
-            ("B slower" if t["value"] > 0 else "B faster") if t["significant"] else "within noise",
+            _call(t),
         ]
         for t in result["tests"]
     ]
     return header, rows
+
+
+def _call(test: dict) -> str:
+    if not test["significant"]:
+        return "within noise"
+    direction = "B slower" if test["value"] > 0 else "B faster"
+    return f"{direction}, negligible" if test["negligible"] else direction
 
 
 def side_rows(result: dict):

@@ -38,3 +38,24 @@ def test_a_real_ttft_shift_is_called_significant(runs):
     assert 0.15 < p50["relative"] < 0.45
     assert not shifted[("direct", "itl_ms.p50")]["significant"]  # ITL did not change
     assert "significant" in result["verdict"] and "direct ttft_ms.p50" in result["verdict"]
+
+
+def _t(value, low, high, relative, negligible=False):
+    return {"target": "relay", "metric": "itl_ms.p50", "value": value, "ci_low": low,
+            "ci_high": high, "relative": relative, "significant": low > 0 or high < 0,
+            "negligible": negligible}  # fmt: skip
+
+
+def test_verdict_separates_noise_negligible_and_material():
+    from reports.compare import verdict_text
+
+    noise = _t(0.1, -0.2, 0.4, 0.005)
+    tiny = _t(-0.03, -0.06, -0.01, -0.001, negligible=True)
+    real = _t(12.0, 8.0, 16.0, 0.06)
+    assert verdict_text([noise], 0.99).startswith("No significant difference")
+    text = verdict_text([noise, tiny], 0.99)
+    assert text.startswith("No material difference") and "negligible" in text and "-0.03" in text
+    text = verdict_text([noise, tiny, real], 0.99)
+    assert text.startswith("1 of 3 differences are significant: relay itl_ms.p50 +12.00 ms")
+    assert "Also statistically real but negligible" in text
+    assert verdict_text([], 0.99).startswith("Nothing to test")
