@@ -19,6 +19,7 @@ def test_queue_wait_adds_to_ttft_in_fifo_order(start_server, read_stream: ReadSt
         "mock_upstream", "--ttft-ms", "150", "--itl-ms", "0", "--output-tokens", "1",
         "--max-concurrency", "1",
     )  # fmt: skip
+    read_stream(mock.url, headers={"X-Mock-TTFT-Ms": "0"})  # warm the server up
     with ThreadPoolExecutor(3) as pool:
         futures = []
         for _ in range(3):
@@ -28,11 +29,11 @@ def test_queue_wait_adds_to_ttft_in_fifo_order(start_server, read_stream: ReadSt
         results = sorted((f.result() for f in futures), key=lambda r: r.headers["x-request-id"])
     firsts = [r.content_events()[0][1]["x_mock_emitted_ns"] for r in results]
     ttfts = [(first - r.sent_ns) / MS for first, r in zip(firsts, results, strict=True)]
-    assert 148 <= ttfts[0] <= 180, ttfts
+    assert 148 <= ttfts[0] <= 200, ttfts
     assert all(ttft >= 160 for ttft in ttfts[1:]), ttfts  # they waited in the queue
     # one at a time, in arrival (FIFO) order: each starts its 150 ms TTFT when the one before ends
     spacing = [(b - a) / MS for a, b in itertools.pairwise(firsts)]
-    assert all(148 <= gap <= 180 for gap in spacing), spacing
+    assert all(148 <= gap <= 190 for gap in spacing), spacing
 
 
 def test_full_queue_is_429_with_retry_after(start_server, get_stats) -> None:
