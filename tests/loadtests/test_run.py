@@ -287,3 +287,21 @@ def test_default_targets_start_their_own_servers(tmp_path: Path) -> None:
         host, port = entry["url"].removeprefix("http://").split(":")
         with pytest.raises(OSError), socket.create_connection((host, int(port)), timeout=2):
             pass
+
+
+def test_two_processes_split_one_open_loop_schedule(start_server, tmp_path: Path) -> None:
+    mock = start_server("mock_upstream", "--ttft-ms", "20", "--itl-ms", "1", "--output-tokens", "2")
+    out = tmp_path / "run"
+    done = run(
+        *("--target", f"direct={mock.url}", "--processes", "2", "--scenario", "constant"),
+        *("--rate", "6", "--users", "4", "--duration", "2", "--max-tokens", "none"),
+        *("--out", str(out)),
+    )
+    assert done.returncode == 0, done.stderr
+    recs = records(out, "direct")
+    assert len({r["worker"] for r in recs}) == 2
+    intended = sorted(r["intended_ns"] for r in recs)
+    # the two processes sent one schedule between them: 12 arrivals, 1/6 s apart, none twice
+    assert len(intended) == 12
+    assert {b - a for a, b in itertools.pairwise(intended)} <= {166_666_666, 166_666_667}
+    assert json.loads((out / "summary.json").read_text())["targets"]["direct"]["requests"] == 12
