@@ -51,7 +51,7 @@ def bootstrap_diff(
     max_n: int = 500_000,
     groups_a: np.ndarray | None = None,
     groups_b: np.ndarray | None = None,
-    max_cluster_values: int = 4_000,
+    max_cluster_values: int = 8_000,
 ) -> dict:
     """Percentile-``q`` of ``b`` minus that of ``a`` with its bootstrap interval, as JSON.
 
