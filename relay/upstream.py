@@ -89,6 +89,7 @@ class Upstream:
         self.config = config
         self.metrics = metrics
         self.url = chat_url(config.upstream_url)
+        self._parsed_url = httpx.URL(self.url)  # parsed once, not per request
         self.client = httpx.AsyncClient(
             limits=httpx.Limits(
                 max_connections=config.pool_max_connections,
@@ -133,7 +134,9 @@ class Upstream:
         deadline = loop.time() + self.config.retry_deadline_s
         attempt = 0
         while True:
-            request = self.client.build_request("POST", self.url, content=body, headers=headers)
+            request = self.client.build_request(
+                "POST", self._parsed_url, content=body, headers=headers
+            )
             exchange.wait_first_byte()
             sent_at = time.perf_counter()  # uvloop's loop.time() only has millisecond steps
             try:
