@@ -75,7 +75,7 @@ class SSEDecoder:
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         """Consume ``chunk``; return the events it completed, in order."""
-        return [event for _, event in self._consume(chunk, keep_raw=False) if event is not None]
+        return self._consume(chunk, keep_raw=False)  # type: ignore[return-value]
 
     def feed_blocks(self, chunk: bytes) -> list[tuple[bytes, ServerSentEvent | None]]:
         """Like ``feed``, but return every completed block with its exact bytes.
@@ -97,10 +97,9 @@ class SSEDecoder:
 
     # -- internals --------------------------------------------------------------------------
 
-    def _consume(
-        self, chunk: bytes, *, keep_raw: bool
-    ) -> list[tuple[bytes, ServerSentEvent | None]]:
-        out: list[tuple[bytes, ServerSentEvent | None]] = []
+    def _consume(self, chunk: bytes, *, keep_raw: bool) -> list:
+        """Events (``keep_raw`` false) or ``(bytes, event | None)`` blocks (``keep_raw`` true)."""
+        out: list = []
         if not chunk:
             return out
         if self._skip_lf:
@@ -121,15 +120,18 @@ class SSEDecoder:
                 if keep_raw:
                     self._raw += _BOM
                 buf = buf[3:]
-        pos = 0
-        for match in _EOL.finditer(buf):
-            start, end = match.span()
-            line = buf[pos:start]
+        if b"\r" in buf:
+            lines, ends = self._split_any(buf)
+        else:  # the common case: LF only, split at C speed
+            lines = buf.split(b"\n")
+            self._buf = lines.pop()
+            ends = None
+        offset = 0
+        for i, line in enumerate(lines):
             if keep_raw:
-                self._raw += buf[pos:end]
-            pos = end
-            if end == len(buf) and buf[start] == 0x0D:  # lone CR at the end of this chunk
-                self._skip_lf = True
+                end = ends[i] if ends is not None else offset + len(line) + 1
+                self._raw += buf[offset:end]
+                offset = end
             if line:
                 self._field(line)
                 continue
@@ -138,11 +140,28 @@ class SSEDecoder:
                 out.append((bytes(self._raw), event))
                 self._raw.clear()
             elif event is not None:
-                out.append((b"", event))
-        self._buf = buf[pos:]
+                out.append(event)
         return out
 
+    def _split_any(self, buf: bytes) -> tuple[list[bytes], list[int]]:
+        """Split on CRLF, CR or LF; return complete lines and where each terminator ends."""
+        lines: list[bytes] = []
+        ends: list[int] = []
+        pos = 0
+        for match in _EOL.finditer(buf):
+            start, end = match.span()
+            lines.append(buf[pos:start])
+            ends.append(end)
+            pos = end
+            if end == len(buf) and buf[start] == 0x0D:  # lone CR at the end of this chunk
+                self._skip_lf = True
+        self._buf = buf[pos:]
+        return lines, ends
+
     def _field(self, line: bytes) -> None:
+        if line.startswith(b"data: "):  # the hot path: one data line per event
+            self._data.append(line[6:].decode("utf-8", errors="replace"))
+            return
         if line[0] == 0x3A:  # ':' comment
             self.comments += 1
             return
