@@ -159,6 +159,8 @@ def test_redis_refusing_connections(relay, make_key, kit, policy, status):
         assert response.json()["error"]["code"] == "ratelimit_unavailable"
     metrics = httpx.get(server.url + "/metrics").text
     assert "relay_ratelimit_backend_errors_total 3" in metrics
+    logged = [line for line in server.output if "rate-limit backend unavailable" in line]
+    assert len(logged) == 1 and f"failing {policy}" in logged[0]  # logged once, not per request
 
 
 class BlackHole:
