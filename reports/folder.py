@@ -55,6 +55,7 @@ def load_folder(run_dir: Path) -> RunFolder:
     run_dir = Path(run_dir)
     notes: list[str] = []
     records = load_records(run_dir)
+    records.flatten_lists()
     notes += records.skipped
     meta = _read_json(run_dir / "run.json", notes)
     silent = sorted(set(meta.get("targets") or {}) - set(records.targets))

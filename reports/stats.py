@@ -24,7 +24,8 @@ def _round(value: float) -> float:
 def stats(values: np.ndarray) -> dict:
     """count, mean, p50, p90, p95, p99, max of ``values`` (NaNs dropped)."""
     values = np.asarray(values, dtype=np.float64)
-    values = values[~np.isnan(values)]
+    if np.isnan(values).any():
+        values = values[~np.isnan(values)]
     if values.size == 0:
         return {key: (0 if key == "count" else None) for key in STAT_KEYS}
     qs = np.percentile(values, list(QUANTILES.values()))
