@@ -14,12 +14,12 @@ A run is ``degraded`` when any check below fails; each reason is one sentence wi
   than two standard deviations of a Poisson count (``2 * sqrt(expected)``), so a short run's
   random schedule is not mistaken for a failing generator.
 - Records versus mock counts (``mock_stats/<target>.json``: requests, completed, cancelled,
-  rejected). A record "reached the server" unless its error is ``connect``.
+  rejected, bad_requests, faulted). A record "reached the server" unless its error is ``connect``.
 
   * every target: ``ok`` records must not exceed the mock's ``completed`` — each complete answer
     needs one complete generation upstream (a relay cannot invent one);
   * ``direct`` targets (kind ``mock``) only: the mock's ``completed + cancelled + rejected +
-    bad_requests`` must
+    bad_requests + faulted`` (every request ends in exactly one of these) must
     match the records that reached it, within ``slack`` = the most requests that can be in flight
     when the target stops (the sum over workers of their largest ``users``). A relay may
     reject, retry or answer without upstream calls, so this equality is not checked through it.
@@ -178,7 +178,8 @@ def _mock_counts(
         )
     if folder.target_meta(name).get("kind") != "mock":
         return
-    parts = [_count(stats, key) for key in ("completed", "cancelled", "rejected", "bad_requests")]
+    keys = ("completed", "cancelled", "rejected", "bad_requests", "faulted")
+    parts = [_count(stats, key) for key in keys]
     if any(part is None for part in parts[:2]):
         return
     served = sum(part or 0 for part in parts)
@@ -188,6 +189,6 @@ def _mock_counts(
         reasons.append(
             f"{name}: {reached} records reached the mock but it served {served} "
             f"(completed {parts[0]}, cancelled {parts[1]}, rejected {parts[2] or 0}, "
-            f"bad requests {parts[3] or 0}; "
+            f"bad requests {parts[3] or 0}, faulted {parts[4] or 0}; "
             f"in-flight allowance {slack}): records were lost or counted twice."
         )

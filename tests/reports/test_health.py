@@ -91,3 +91,18 @@ def test_a_short_poisson_run_is_not_blamed_for_its_own_dice(tmp_path):
     meta["scenario_params"]["rate"] = 22
     (tmp_path / "run.json").write_text(json.dumps(meta))
     assert not _health(tmp_path)["degraded"]
+
+
+def test_injected_faults_count_as_served_by_the_mock(tmp_path):
+    """The mock counts a request ended by an injected fault as ``faulted``, not ``rejected``."""
+    spec = SyntheticRun(steps=((5, 6.0),), error_rate=0.3, targets=(SyntheticTarget("direct"),))
+    write_run(tmp_path, spec)
+    stats_path = tmp_path / "mock_stats" / "direct.json"
+    stats = json.loads(stats_path.read_text())
+    assert stats["rejected"] > 5  # more than the in-flight allowance, or the test proves nothing
+    stats["faulted"], stats["rejected"] = stats["rejected"], 0
+    stats_path.write_text(json.dumps(stats))
+    assert not _health(tmp_path)["degraded"]
+    del stats["faulted"]
+    stats_path.write_text(json.dumps(stats))
+    assert any("records were lost" in r for r in _health(tmp_path)["reasons"])
