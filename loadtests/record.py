@@ -168,7 +168,7 @@ class RecordBuilder:
             if delta and delta.get("content"):
                 self._content(pc_ns, wall_ns, obj.get("x_mock_emitted_ns"))
         usage = obj.get("usage")
-        if usage and type(usage.get("completion_tokens")) is int:
+        if type(usage) is dict and type(usage.get("completion_tokens")) is int:
             self.rec["usage_tokens"] = usage["completion_tokens"]
 
     def _whole_body(self, pc_ns: int, wall_ns: int) -> None:

@@ -12,7 +12,8 @@ Per target, which records feed what:
   ``output_tokens_per_s`` and ``requests_per_s`` divide by the target's measured window
   (run.json ``started_ns``..``ended_ns``, else first send to last end in the records).
 
-Extra fields: ``error_rate``, ``duration_s``, ``stream``, ``kind``, ``headers_ms``, and for
+Extra fields: ``error_rate``, ``duration_s``, ``stream``, ``kind``, ``headers_ms``,
+``usage_mismatches`` (complete streams whose usage count differs from their content chunks), and for
 open-loop targets the coordinated-omission pair — ``ttft_ms``/``e2e_ms`` are service times (from
 the actual send), ``ttft_response_ms``/``e2e_response_ms`` response times (from the intended
 start) — plus ``schedule_lag_ms``. Top-level ``overhead`` holds each relay target's added
@@ -113,6 +114,7 @@ def target_summary(folder: RunFolder, name: str, rows: pd.DataFrame) -> dict:
         "stream": bool(meta.get("stream", rows["stream"].all())),
         "kind": meta.get("kind"),
         "headers_ms": stats(ok_rows["headers_ms"].to_numpy(dtype=np.float64)),
+        "usage_mismatches": usage_mismatches(ok_rows),
     }
     lag_list = folder.lists("lags_ms")
     lags = lag_list.select(rows["row"])
@@ -125,6 +127,16 @@ def target_summary(folder: RunFolder, name: str, rows: pd.DataFrame) -> dict:
         out["ttft_response_ms"] = stats(ok_rows["ttft_ms"].to_numpy(dtype=np.float64) + waited)
         out["e2e_response_ms"] = stats(ok_rows["e2e_ms"].to_numpy(dtype=np.float64) + waited)
     return out
+
+
+def usage_mismatches(rows: pd.DataFrame) -> int:
+    """Complete streams whose ``usage.completion_tokens`` differs from the content chunks seen.
+
+    Zero when the upstream sends one token per chunk (the mock's default) and nothing was lost
+    or duplicated on the way; non-streaming answers arrive as one chunk, so they are not counted.
+    """
+    streamed = rows[rows["stream"].to_numpy(dtype=bool) & rows["usage_tokens"].notna().to_numpy()]
+    return int((streamed["usage_tokens"] != streamed["content_chunks"]).sum())
 
 
 def is_relay(name: str, meta: dict) -> bool:

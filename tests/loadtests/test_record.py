@@ -144,3 +144,12 @@ def test_transport_failure() -> None:
     b.fail("connect", "ConnectionRefusedError", 4 * MS)
     rec = b.record()
     assert (rec["ok"], rec["error"], rec["e2e_ms"], rec["status"]) == (False, "connect", 4.0, None)
+
+
+def test_a_usage_that_is_not_an_object_is_ignored_not_a_crash() -> None:
+    b = builder()
+    b.headers(200, 1 * MS)
+    b.body(chunk("a") + b'data: {"choices":[],"usage":[1,2]}\n\ndata: [DONE]\n\n', 2 * MS, T0)
+    b.finish(3 * MS, T0 + 3 * MS)
+    rec = b.record()
+    assert (rec["ok"], rec["usage_tokens"], rec["output_tokens"]) == (True, None, 1)

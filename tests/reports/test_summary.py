@@ -93,3 +93,19 @@ def test_zero_successful_requests_still_give_valid_json(tmp_path):
     t = summary["targets"]["direct"]
     assert t["ok"] == 0 and t["ttft_ms"]["count"] == 0 and t["ttft_ms"]["p95"] is None
     json.loads((tmp_path / "summary.json").read_text())
+
+
+def test_usage_mismatches_count_complete_streams_only(tmp_path):
+    write_meta(tmp_path)
+    write_records(
+        tmp_path,
+        [
+            record(seq=0, chunks_ms=[1.0, 2.0], usage_tokens=2, content_chunks=2),
+            record(seq=1, chunks_ms=[1.0, 2.0], usage_tokens=3, content_chunks=2),  # lost one
+            record(seq=2, chunks_ms=[1.0], usage_tokens=None, content_chunks=1),
+            record(seq=3, chunks_ms=[1.0], usage_tokens=9, content_chunks=1, stream=False),
+            record(seq=4, chunks_ms=[1.0], usage_tokens=5, content_chunks=1, ok=False,
+                   error="truncated"),
+        ],
+    )  # fmt: skip
+    assert build_summary(tmp_path)["targets"]["direct"]["usage_mismatches"] == 1
