@@ -50,7 +50,7 @@ from relay.keys import KeyStore, Plan
 from relay.metrics import Metrics
 from relay.ratelimit import MemoryBackend, RateLimiter, RedisBackend, StreamSlots
 from relay.streaming import StreamFilter
-from relay.upstream import Upstream
+from relay.upstream import Upstream, UpstreamResponse
 from relay.validation import ClientGone, check_chat, parse_json, read_body
 from relaybench.errors import UsageError
 
@@ -161,9 +161,9 @@ class Relay:
         document["stream_options"] = {**options, "include_usage": True}
         return orjson.dumps(document), True, strip_usage
 
-    def _forwarded(self, scope: Scope) -> list[tuple[str, str]]:
+    def _forwarded(self, scope: Scope) -> list[tuple[bytes, bytes]]:
         return [
-            (name.decode("latin-1"), value.decode("latin-1"))
+            (name, value)
             for name, value in scope["headers"]
             if name.startswith(self.forward_prefixes)
         ]
@@ -173,7 +173,7 @@ class Relay:
         send: Send,
         receive: Receive,
         body: bytes,
-        headers: list,
+        headers: list[tuple[bytes, bytes]],
         stream: bool,
         strip_usage: bool,
         extra: list[tuple[bytes, bytes]],
@@ -184,7 +184,7 @@ class Relay:
         self.exchanges.add(exchange)
         self.metrics.active_streams += 1
         started = [False]  # the client has the response start: errors become SSE lines
-        response: httpx.Response | None = None
+        response: UpstreamResponse | None = None
         try:
             try:
                 response, sent_at = await self.upstream.open(body, headers, exchange, fields)
@@ -242,7 +242,7 @@ class Relay:
     async def _stream(
         self,
         send: Send,
-        response: httpx.Response,
+        response: UpstreamResponse,
         exchange: Exchange,
         sent_at: float,
         strip_usage: bool,
@@ -331,7 +331,7 @@ class Relay:
     async def _complete(
         self,
         send: Send,
-        response: httpx.Response,
+        response: UpstreamResponse,
         exchange: Exchange,
         sent_at: float,
         extra: list[tuple[bytes, bytes]],

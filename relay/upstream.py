@@ -1,8 +1,11 @@
 """The relay's one upstream client, and attempts with retries before the first byte.
 
-A single ``httpx.AsyncClient`` with explicit pool limits and timeouts is shared by every
-request. httpx's read timeout is off: the first-token and idle timeouts are enforced by the
-request's ``Exchange`` (one timer, not one per chunk). ``open`` returns a 200 response whose
+One pool with explicit limits and timeouts is shared by every request: for an ``http://``
+upstream, ``relay.h1client.H1Pool`` (httptools-parsed, the relay's hot path); for ``https://``,
+an ``httpx.AsyncClient``. Both answer with an object offering ``status_code``, ``headers``,
+``aiter_raw()`` and ``aclose()``, and fail with httpx's exceptions. There is no read timeout:
+the first-token and idle timeouts are enforced by the request's ``Exchange`` (one timer, not
+one per chunk). ``open`` returns a 200 response whose
 body has not been read; any other outcome is retried while it is retryable (connect errors,
 429, 502/503/504), with exponential backoff and jitter, honouring ``Retry-After`` up to a cap,
 all within a total deadline. Nothing is retried once a byte went to the client (``open`` is
@@ -14,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import AsyncIterator
+from typing import Protocol
 
 import httpcore
 import httpx
@@ -21,10 +26,24 @@ import httpx
 from relay.config import RelayConfig
 from relay.errors import UpstreamError, from_status, from_transport
 from relay.exchange import Exchange
+from relay.h1client import H1Pool
 from relay.metrics import Metrics
-from relay.network import AsyncioBackend
 
 ERROR_BODY_LIMIT = 64 * 1024
+KEEPALIVE_EXPIRY_S = 30.0
+
+
+class UpstreamResponse(Protocol):
+    """What the relay uses of a response: ``H1Response`` and ``httpx.Response`` both fit."""
+
+    status_code: int
+
+    @property
+    def headers(self) -> httpx.Headers: ...
+
+    def aiter_raw(self) -> AsyncIterator[bytes]: ...
+
+    async def aclose(self) -> None: ...
 
 
 def chat_url(base: str) -> str:
@@ -90,57 +109,61 @@ class Upstream:
         self.metrics = metrics
         self.url = chat_url(config.upstream_url)
         self._parsed_url = httpx.URL(self.url)  # parsed once, not per request
-        self.client = httpx.AsyncClient(
-            limits=httpx.Limits(
-                max_connections=config.pool_max_connections,
-                max_keepalive_connections=config.pool_max_keepalive,
-                keepalive_expiry=30.0,
-            ),
-            timeout=httpx.Timeout(
-                connect=config.connect_timeout_s,
-                read=None,
-                write=config.connect_timeout_s,
-                pool=config.pool_timeout_s,
-            ),
-            follow_redirects=False,
+        self._target = (
+            (self._parsed_url.raw_path or b"/") if self.url.startswith("http://") else b""
         )
-        pool = getattr(self.client._transport, "_pool", None)
-        if type(pool) is httpcore.AsyncConnectionPool:
-            pool.__class__ = _LinearPool
-            if self.url.startswith("http://"):
-                pool._network_backend = AsyncioBackend()
+        self.pool: H1Pool | None = None
+        self.client: httpx.AsyncClient | None = None
+        if self._target:
+            self.pool = H1Pool(
+                config.upstream_url,
+                max_connections=config.pool_max_connections,
+                max_keepalive=config.pool_max_keepalive,
+                keepalive_expiry=KEEPALIVE_EXPIRY_S,
+                connect_timeout=config.connect_timeout_s,
+                write_timeout=config.connect_timeout_s,
+                pool_timeout=config.pool_timeout_s,
+            )
+        else:
+            self.client = _httpx_client(config)
         self.auth_header = (
-            [("authorization", f"Bearer {config.upstream_api_key}")]
+            [(b"authorization", f"Bearer {config.upstream_api_key}".encode("latin-1"))]
             if config.upstream_api_key
             else []
         )
         metrics.pool_state = self.pool_state
 
-    def headers(self, stream: bool, request_id: str, forwarded: list[tuple[str, str]]) -> list:
+    def headers(
+        self, stream: bool, request_id: str, forwarded: list[tuple[bytes, bytes]]
+    ) -> list[tuple[bytes, bytes]]:
         return [
-            ("content-type", "application/json"),
-            ("accept", "text/event-stream" if stream else "application/json"),
-            ("accept-encoding", "identity"),  # bytes pass through unchanged: no compression
-            ("x-request-id", request_id),
+            (b"content-type", b"application/json"),
+            (b"accept", b"text/event-stream" if stream else b"application/json"),
+            (b"accept-encoding", b"identity"),  # bytes pass through unchanged: no compression
+            (b"x-request-id", request_id.encode("latin-1")),
             *self.auth_header,
             *forwarded,
         ]
 
+    async def _send(self, body: bytes, headers: list[tuple[bytes, bytes]]) -> UpstreamResponse:
+        if self.pool is not None:
+            return await self.pool.request(b"POST", self._target, headers, body)
+        assert self.client is not None
+        request = self.client.build_request("POST", self._parsed_url, content=body, headers=headers)
+        return await self.client.send(request, stream=True)
+
     async def open(
-        self, body: bytes, headers: list, exchange: Exchange, log: dict
-    ) -> tuple[httpx.Response, float]:
+        self, body: bytes, headers: list[tuple[bytes, bytes]], exchange: Exchange, log: dict
+    ) -> tuple[UpstreamResponse, float]:
         """A 200 response (body unread) and when its attempt was sent (``perf_counter``)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.retry_deadline_s
         attempt = 0
         while True:
-            request = self.client.build_request(
-                "POST", self._parsed_url, content=body, headers=headers
-            )
             exchange.wait_first_byte()
             sent_at = time.perf_counter()  # uvloop's loop.time() only has millisecond steps
             try:
-                response = await self.client.send(request, stream=True)
+                response = await self._send(body, headers)
             except httpx.TransportError as exc:
                 error = from_transport(exc)
             else:
@@ -173,17 +196,44 @@ class Upstream:
         return step / 2 + random.uniform(0, step / 2)
 
     def pool_state(self) -> dict[str, int]:
-        """Connections in httpx's pool by state (reads httpcore's public ``connections``)."""
+        """Upstream connections by state: the H1Pool's own count, or httpcore's ``connections``."""
+        if self.pool is not None:
+            return self.pool.state()
         pool = getattr(getattr(self.client, "_transport", None), "_pool", None)
         connections = list(getattr(pool, "connections", ()))
         idle = sum(1 for c in connections if c.is_idle())
         return {"total": len(connections), "idle": idle, "busy": len(connections) - idle}
 
     async def close(self) -> None:
-        await self.client.aclose()
+        if self.pool is not None:
+            await self.pool.aclose()
+        if self.client is not None:
+            await self.client.aclose()
 
 
-async def _read_capped(response: httpx.Response, limit: int) -> bytes:
+def _httpx_client(config: RelayConfig) -> httpx.AsyncClient:
+    """The ``https://`` upstream's client, its pool's bookkeeping made linear."""
+    client = httpx.AsyncClient(
+        limits=httpx.Limits(
+            max_connections=config.pool_max_connections,
+            max_keepalive_connections=config.pool_max_keepalive,
+            keepalive_expiry=KEEPALIVE_EXPIRY_S,
+        ),
+        timeout=httpx.Timeout(
+            connect=config.connect_timeout_s,
+            read=None,
+            write=config.connect_timeout_s,
+            pool=config.pool_timeout_s,
+        ),
+        follow_redirects=False,
+    )
+    pool = getattr(client._transport, "_pool", None)
+    if type(pool) is httpcore.AsyncConnectionPool:
+        pool.__class__ = _LinearPool
+    return client
+
+
+async def _read_capped(response: UpstreamResponse, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.aiter_raw():
