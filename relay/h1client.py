@@ -175,10 +175,10 @@ class H1Response:
         while True:
             if conn.body:
                 yield conn.take_body()
+            elif conn.complete:  # whole, even if junk after it broke the connection
+                return
             elif conn.error is not None:
                 raise conn.error
-            elif conn.complete:
-                return
             elif conn.closed:
                 raise httpx.RemoteProtocolError("the upstream closed the connection mid-response")
             else:
