@@ -8,7 +8,7 @@ import socket
 import httpx
 import pytest
 
-from relay.h1client import H1Pool
+from relay.h1client import READ_HIGH_WATER, H1Pool
 
 CHUNKED_HEAD = (
     b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
@@ -224,6 +224,36 @@ def test_connect_errors_and_a_server_closed_idle_connection():
             await response.aclose()
             with pytest.raises(ValueError):
                 await pool.request(b"POST", b"/", [(b"x-bad", b"a\r\nb")], b"")
+            await pool.aclose()
+
+    asyncio.run(main())
+
+
+def test_a_reader_behind_the_upstream_pauses_and_resumes_the_socket():
+    piece = b"x" * 65536
+
+    async def handler(reader, writer):
+        await read_request(reader)
+        writer.write(CHUNKED_HEAD)
+        for _ in range(32):  # 2 MiB, written as fast as the socket takes it
+            writer.write(chunk(piece))
+            await writer.drain()
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+
+    async def main():
+        server, port = await serve(handler)
+        async with server:
+            pool = pool_for(port)
+            response = await pool.request(b"POST", b"/", [], b"")
+            conn = response._conn
+            await asyncio.sleep(0.3)  # nobody reads: the buffer passes the high-water mark
+            assert conn is not None and conn.read_paused
+            assert READ_HIGH_WATER < conn.buffered < 4 * READ_HIGH_WATER  # not the whole 2 MiB
+            total = sum(len(part) for part in await body_of(response))
+            assert total == 32 * len(piece)
+            await response.aclose()
+            assert pool.state()["idle"] == 1
             await pool.aclose()
 
     asyncio.run(main())
