@@ -28,6 +28,7 @@ from mock_upstream.latency import Plan, make_plan
 from mock_upstream.load import QueueFull, slowdown_factor
 from mock_upstream.state import MockState
 from mock_upstream.validation import CompletionRequest, Overrides, parse_body, parse_overrides
+from relaybench import asgi
 
 Scope = dict[str, Any]
 Receive = Any
@@ -43,10 +44,6 @@ _SSE_HEADERS = [
 _SHUTTING_DOWN = ApiError(
     503, "the mock is shutting down", type_="server_error", code="shutting_down"
 )
-
-
-class _ClientGone(Exception):
-    """The client disconnected before its request body was read."""
 
 
 class _Watch:
@@ -70,27 +67,13 @@ class _Watch:
 
 
 async def _read_body(scope: Scope, receive: Receive) -> bytes:
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            try:
-                length = int(value)
-            except ValueError:
-                raise BadRequest("invalid Content-Length header", param="Content-Length") from None
-            if length > MAX_BODY_BYTES:
-                raise TooLarge(MAX_BODY_BYTES)
-    parts: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _ClientGone
-        body = message.get("body", b"")
-        size += len(body)
-        if size > MAX_BODY_BYTES:
-            raise TooLarge(MAX_BODY_BYTES)
-        parts.append(body)
-        if not message.get("more_body", False):
-            return b"".join(parts)
+    """The whole request body; the shared reader's refusals become the mock's API errors."""
+    try:
+        return await asgi.read_body(scope, receive, MAX_BODY_BYTES)
+    except asgi.BodyTooLarge:
+        raise TooLarge(MAX_BODY_BYTES) from None
+    except asgi.BadContentLength as exc:
+        raise BadRequest(str(exc), param="Content-Length") from None
 
 
 async def send_json(
@@ -149,7 +132,7 @@ class Completions:
             stats.bad_requests += 1
             await send_error(send, exc)
             return
-        except _ClientGone:
+        except asgi.ClientDisconnected:
             stats.cancelled += 1
             return
         seq = state.next_seq()

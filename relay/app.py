@@ -51,7 +51,8 @@ from relay.metrics import Metrics
 from relay.ratelimit import MemoryBackend, RateLimiter, RedisBackend, StreamSlots
 from relay.streaming import StreamFilter
 from relay.upstream import Upstream, UpstreamResponse
-from relay.validation import ClientGone, check_chat, parse_json, read_body
+from relay.validation import check_chat, parse_json, read_body
+from relaybench.asgi import ClientDisconnected
 from relaybench.errors import UsageError
 
 log = logging.getLogger("relay.app")
@@ -137,7 +138,7 @@ class Relay:
                 await self._exchange(
                     send, receive, body, headers, stream, strip_usage, extra, fields
                 )
-        except ClientGone:
+        except ClientDisconnected:
             fields["outcome"] = "client_gone"
             self.metrics.client_disconnects += 1
         except RelayError as error:

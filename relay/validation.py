@@ -13,39 +13,19 @@ import orjson
 from starlette.types import Receive, Scope
 
 from relay.errors import BadRequest, PayloadTooLarge
-
-
-class ClientGone(Exception):
-    """The client disconnected while we were still reading its request (an event, not an error)."""
-
+from relaybench import asgi
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
 
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    """The whole request body, refusing early (by Content-Length) or as soon as it passes limit."""
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            try:
-                declared = int(value)
-            except ValueError:
-                raise BadRequest("Content-Length is not a number", param="Content-Length") from None
-            if declared > limit:
-                raise PayloadTooLarge(f"request body over {limit} bytes")
-            break
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body over {limit} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+    """The whole request body; the shared reader's refusals become the relay's errors."""
+    try:
+        return await asgi.read_body(scope, receive, limit)
+    except asgi.BodyTooLarge as exc:
+        raise PayloadTooLarge(str(exc)) from None
+    except asgi.BadContentLength as exc:
+        raise BadRequest(str(exc), param="Content-Length") from None
 
 
 def parse_json(body: bytes) -> dict[str, Any]:
