@@ -57,6 +57,7 @@ def render_html(a: Analysis) -> str:
         "verdict": md.verdict_rows(s, a.folder.meta.get("slo")),
         "results": md.results_rows(s),
         "overhead": md.overhead_rows(s),
+        "calibration": md.calibration_rows(s),
         "response": md.response_time_rows(s),
         "errors": md.errors_rows(s),
     }
@@ -73,6 +74,7 @@ def render_html(a: Analysis) -> str:
         health=s["health"],
         notes=list(s.get("notes") or []) + a.chart_notes,
         tables=tables,
+        calibration_sentence=md.calibration_sentence(s),
         charts=charts,
         plan=plan,
         metadata=md.metadata_lines(a.folder.meta, s["run"]),

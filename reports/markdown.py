@@ -129,6 +129,32 @@ def overhead_rows(summary: dict) -> Table | None:
     return ["relay target", "vs direct", "difference", "95% CI"], rows
 
 
+def calibration_rows(summary: dict) -> Table | None:
+    block = summary.get("calibration")
+    if not block or not block["targets"]:
+        return None
+    labels = {"first_token_lag_ms": "first-token lag", "chunk_lag_ms": "chunk lag"}
+    rows = []
+    for name, metrics in block["targets"].items():
+        for metric, by_q in metrics.items():
+            for q, v in by_q.items():
+                cells = [fmt(v["run"], 2), fmt(v["floor"], 2), fmt(v["excess"], 2)]
+                rows.append([name, f"{labels[metric]} {q} (ms)", *cells])
+    return ["target", "metric", "this run", "harness floor", "excess"], rows
+
+
+def calibration_sentence(summary: dict) -> str | None:
+    block = summary.get("calibration")
+    if not block:
+        return None
+    where = "" if block["in_range"] else " (beyond the calibrated range: its largest level)"
+    return (
+        f"Harness floor from the calibration of {block['created_at']} at {block['level']} "
+        f"streams, for {block['users']} users{where}. On `direct` the excess should be near 0; "
+        "through a relay it is the relay's added latency plus what the harness lost."
+    )
+
+
 def response_time_table(summary: dict) -> str | None:
     rows = response_time_rows(summary)
     return table(*rows) if rows else None
@@ -351,6 +377,9 @@ def report_markdown(a: Analysis) -> str:
     parts += ["## Verdict", table(*verdict_rows(s, a.folder.meta.get("slo")))]
     parts += ["## Results (ms unless stated)", results_table(s)]
     parts += ["## Relay overhead versus direct", overhead_table(s)]
+    floor = calibration_rows(s)
+    if floor:
+        parts += ["## Versus the harness's calibration", calibration_sentence(s), table(*floor)]
     co = response_time_table(s)
     if co:
         parts += [

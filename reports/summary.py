@@ -17,7 +17,8 @@ Extra fields: ``error_rate``, ``duration_s``, ``stream``, ``kind``, ``headers_ms
 open-loop targets the coordinated-omission pair — ``ttft_ms``/``e2e_ms`` are service times (from
 the actual send), ``ttft_response_ms``/``e2e_response_ms`` response times (from the intended
 start) — plus ``schedule_lag_ms``. Top-level ``overhead`` holds each relay target's added
-latency versus ``direct`` with 95% bootstrap intervals, ``notes`` any skipped input.
+latency versus ``direct`` with 95% bootstrap intervals, ``calibration`` (when run.json carries one)
+each target's lag against the harness floor (``reports.calibration``), ``notes`` any skipped input.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from reports import calibration
 from reports.folder import RunFolder, load_folder, target_window_ns
 from reports.health import check_health, schedule_lag_ms
 from reports.stats import bootstrap_diff, stats
@@ -62,6 +64,9 @@ def summarize(folder: RunFolder) -> dict:
         "health": check_health(folder),
         "overhead": overhead(folder.target_names(), groups, folder),
     }
+    versus_floor = calibration.compare(folder.meta, targets)
+    if versus_floor is not None:
+        summary["calibration"] = versus_floor
     if folder.notes:
         summary["notes"] = list(folder.notes)
     return summary
