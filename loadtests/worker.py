@@ -24,6 +24,7 @@ from gevent import monkey
 monkey.patch_all()
 
 import argparse  # noqa: E402
+import csv  # noqa: E402
 import gc  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
@@ -41,6 +42,7 @@ import orjson  # noqa: E402
 from locust.env import Environment  # noqa: E402
 from locust.runners import Runner  # noqa: E402
 from locust.shape import LoadTestShape  # noqa: E402
+from locust.stats import PERCENTILES_TO_REPORT, StatsCSV, StatsCSVFileWriter  # noqa: E402
 
 from loadtests import shapes  # noqa: E402
 from loadtests.config import LoadConfig  # noqa: E402
@@ -164,6 +166,26 @@ def _start_web(env: Environment, cfg: LoadConfig) -> None:
         print(f"  Locust web UI: http://127.0.0.1:{cfg.web_port}", flush=True)
 
 
+def _start_csv(env: Environment, cfg: LoadConfig) -> tuple[StatsCSVFileWriter, gevent.Greenlet]:
+    """Locust's own CSVs (``locust/<target>_stats.csv``, ``_stats_history.csv``, ...), rewritten
+    every second while the run goes, with the ``TTFT <target>`` and ``E2E <target>`` rows."""
+    prefix = cfg.path / "locust" / cfg.target.name
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    writer = StatsCSVFileWriter(env, PERCENTILES_TO_REPORT, str(prefix), full_history=True)
+    return writer, gevent.spawn(writer.stats_writer)
+
+
+def _stop_csv(env: Environment, cfg: LoadConfig, running: tuple) -> None:
+    """Stop the live writer, then write the final totals once (it only writes every second)."""
+    writer, greenlet = running
+    greenlet.kill()
+    writer.close_files()
+    final = StatsCSV(env, PERCENTILES_TO_REPORT)
+    for suffix, write in (("stats", final.requests_csv), ("failures", final.failures_csv)):
+        with (cfg.path / "locust" / f"{cfg.target.name}_{suffix}.csv").open("w", newline="") as f:
+            write(csv.writer(f))
+
+
 def run_local(cfg: LoadConfig) -> int:
     worker = worker_id(os.getpid())
     writer = RecordWriter(cfg.path, cfg.target.name, worker)
@@ -177,6 +199,7 @@ def run_local(cfg: LoadConfig) -> int:
     runner = env.create_local_runner()
     stopper = _Stopper(env)
     _start_web(env, cfg)
+    live_csv = _start_csv(env, cfg)
     t_start = time.monotonic()
     chores = [
         gevent.spawn(_housekeeping, ctx, sampler, env),
@@ -192,6 +215,7 @@ def run_local(cfg: LoadConfig) -> int:
         env.stop_timeout = 0  # Ctrl-C: stop now; what finished is already recorded
     runner.quit()
     gevent.killall(chores)
+    _stop_csv(env, cfg, live_csv)
     sampler.sample(0)
     writer.close()
     sampler.close()
@@ -248,6 +272,7 @@ def run_master(cfg: LoadConfig, config_path: Path) -> int:
                 return 1
             gevent.sleep(0.05)
         _start_web(env, cfg)
+        live_csv = _start_csv(env, cfg)
         t_start = time.monotonic()
         progress = gevent.spawn(_progress, env, cfg, t_start)
         t0_ns = time.time_ns()
@@ -265,6 +290,7 @@ def run_master(cfg: LoadConfig, config_path: Path) -> int:
         progress.kill()
         ender.kill()
         runner.quit()
+        _stop_csv(env, cfg, live_csv)
         _write_result(env, cfg, stopper, t0_ns, wanted)
         if env.web_ui:
             env.web_ui.stop()

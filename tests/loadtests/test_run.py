@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import itertools
 import json
 import os
@@ -40,6 +41,13 @@ def fast_mock(start_server):
     return start_server(
         "mock_upstream", "--ttft-ms", "50", "--itl-ms", "5", "--output-from-max-tokens"
     )
+
+
+def locust_csv_counts(run_dir: Path, target: str) -> dict[str, int]:
+    """Request counts per row of Locust's own final stats CSV (the aggregate row left out)."""
+    with (run_dir / "locust" / f"{target}_stats.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {r["Name"]: int(r["Request Count"]) for r in rows if r["Name"] != "Aggregated"}
 
 
 def test_external_target_counts_add_up(start_server, tmp_path: Path) -> None:
@@ -98,6 +106,7 @@ def test_two_processes_merge_exactly(start_server, tmp_path: Path) -> None:
     # the merged summary, Locust's own total and the mock's count: the same, to the last request
     assert summary["targets"]["direct"]["requests"] == len(recs) == locust["locust_requests"]
     assert len(recs) == mock_stats(mock.url)["requests"]
+    assert locust_csv_counts(out, "direct") == {"TTFT direct": len(recs), "E2E direct": len(recs)}
     # ... and equals the summary of the same records pooled into one file
     from reports.summary import build_summary
 
@@ -269,6 +278,8 @@ def test_default_targets_start_their_own_servers(tmp_path: Path) -> None:
         assert entry["requests"] == served["requests"] == len(records(out, name)) > 0, name
         assert entry["ok"] == entry["requests"], (name, entry["errors"])
         assert entry["first_token_lag_ms"] is not None  # our mock stamps every chunk
+        counts = locust_csv_counts(out, name)
+        assert counts == {f"TTFT {name}": entry["ok"], f"E2E {name}": entry["requests"]}, name
     assert meta["targets"]["relay-buffered"]["stream"] is False
     assert summary["health"]["degraded"] is False, summary["health"]
     # lost records no longer add up to what the mock served: the health check notices (it
