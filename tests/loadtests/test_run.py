@@ -316,3 +316,40 @@ def test_two_processes_split_one_open_loop_schedule(start_server, tmp_path: Path
     assert len(intended) == 12
     assert {b - a for a, b in itertools.pairwise(intended)} <= {166_666_666, 166_666_667}
     assert json.loads((out / "summary.json").read_text())["targets"]["direct"]["requests"] == 12
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_web_flag_serves_locust_ui_with_the_ttft_rows_while_running(
+    start_server, tmp_path: Path
+) -> None:
+    mock = fast_mock(start_server)
+    port = _free_port()
+    args = ["--target", f"direct={mock.url}", "--users", "2", "--duration", "6"]
+    args += ["--max-tokens", "5", "--web", "--web-port", str(port), "--out", str(tmp_path / "run")]
+    proc = subprocess.Popen(
+        [*RELAYBENCH, "run", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        names: set[str] = set()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and proc.poll() is None and "TTFT direct" not in names:
+            try:
+                url = f"http://127.0.0.1:{port}/stats/requests"
+                with urllib.request.urlopen(url, timeout=2) as resp:
+                    names = {row["name"] for row in json.loads(resp.read())["stats"]}
+            except OSError:
+                pass
+            time.sleep(0.3)
+        assert {"TTFT direct", "E2E direct"} <= names
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
