@@ -25,7 +25,7 @@ import orjson
 from geventhttpclient import HTTPClient
 from locust import User, constant, task
 
-from loadtests import outcome, schedule, shapes
+from loadtests import client, outcome, schedule, shapes
 from loadtests.config import LoadConfig
 from loadtests.record import RecordBuilder
 from loadtests.sink import RecordWriter
@@ -161,17 +161,7 @@ class ChatUser(User):
     ctx: LoadContext
 
     def on_start(self) -> None:
-        ctx = self.ctx
-        cfg = ctx.config
-        self.http = HTTPClient(
-            ctx.host,
-            ctx.port,
-            ssl=ctx.ssl,
-            concurrency=1,
-            connection_timeout=cfg.connect_timeout_s,
-            network_timeout=cfg.timeout_s,
-            insecure=True,
-        )
+        self.http = client.open_client(self.ctx)
 
     def on_stop(self) -> None:
         self.http.close()
