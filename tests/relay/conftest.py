@@ -33,6 +33,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def bare_relay(
+    start: Callable[..., ServerProcess], upstream_url: str, env: dict[str, str] | None = None
+) -> ServerProcess:
+    """A relay with auth off and no per-IP limit, so each test sees only the setting it names."""
+    return start(
+        "relay",
+        "--upstream-url",
+        upstream_url,
+        "--auth",
+        "off",
+        env={"RELAY_ANON_PLAN": "unlimited", **(env or {})},
+    )
+
+
 def sse_data(body: bytes) -> list[str]:
     """The data payloads of an SSE body, via the project's decoder."""
     from relaybench.sse import SSEDecoder
@@ -240,7 +254,7 @@ def shared_relay(
 
 @pytest.fixture
 def kit() -> object:
-    """The helpers above, for test modules (conftest cannot be imported under importlib mode)."""
+    """The helpers above, as a fixture (module-scoped fixtures import them: ``from .conftest``)."""
     import types
 
     return types.SimpleNamespace(

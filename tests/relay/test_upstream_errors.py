@@ -10,20 +10,18 @@ import httpx
 import orjson
 import pytest
 
+from .conftest import bare_relay
+
 UPSTREAM_SECRET = "sk-provider-secret-never-shown-0123456789"
 
 
 @pytest.fixture(scope="module")
 def server(start_shared, shared_mock):
     """No retries, short timeouts: each mapping is seen on its own."""
-    return start_shared(
-        "relay",
-        "--upstream-url",
+    return bare_relay(
+        start_shared,
         shared_mock.url,
-        "--auth",
-        "off",
-        env={
-            "RELAY_ANON_PLAN": "unlimited",
+        {
             "RELAY_MAX_RETRIES": "0",
             "RELAY_IDLE_TIMEOUT_MS": "300",
             "RELAY_FIRST_TOKEN_TIMEOUT_MS": "400",
@@ -72,14 +70,7 @@ def test_connect_error_is_502(start_server, kit):
     with socket.socket() as sock:  # a port with nothing listening
         sock.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    relay = start_server(
-        "relay",
-        "--upstream-url",
-        url,
-        "--auth",
-        "off",
-        env={"RELAY_MAX_RETRIES": "0", "RELAY_ANON_PLAN": "unlimited"},
-    )
+    relay = bare_relay(start_server, url)
     response = post(relay, kit, {})
     assert response.status_code == 502
     assert response.json()["error"]["code"] == "upstream_connect_error"
@@ -99,17 +90,10 @@ def test_connect_timeout_is_504(start_server, kit):
             filler.connect_ex(("127.0.0.1", port))
             fillers.append(filler)
         time.sleep(0.1)
-        relay = start_server(
-            "relay",
-            "--upstream-url",
+        relay = bare_relay(
+            start_server,
             f"http://127.0.0.1:{port}",
-            "--auth",
-            "off",
-            env={
-                "RELAY_MAX_RETRIES": "0",
-                "RELAY_CONNECT_TIMEOUT_MS": "300",
-                "RELAY_ANON_PLAN": "unlimited",
-            },
+            {"RELAY_MAX_RETRIES": "0", "RELAY_CONNECT_TIMEOUT_MS": "300"},
         )
         started = time.perf_counter()
         response = post(relay, kit, {})
@@ -209,14 +193,7 @@ def wait_idle(mock, timeout=3.0):
 
 
 def test_retries_before_first_byte_then_success_or_honest_failure(start_server, mock, kit):
-    relay = start_server(
-        "relay",
-        "--upstream-url",
-        mock.url,
-        "--auth",
-        "off",
-        env={"RELAY_ANON_PLAN": "unlimited", "RELAY_MAX_RETRIES": "2", "RELAY_RETRY_BASE_MS": "50"},
-    )
+    relay = bare_relay(start_server, mock.url)
     httpx.post(mock.url + "/mock/reset")
     response = post(relay, kit, {"X-Mock-Fault": "status:503"})
     assert response.status_code == 503
@@ -238,17 +215,8 @@ def test_retries_before_first_byte_then_success_or_honest_failure(start_server, 
 
 
 def test_retry_after_honoured_up_to_cap(start_server, mock, kit):
-    relay = start_server(
-        "relay",
-        "--upstream-url",
-        mock.url,
-        "--auth",
-        "off",
-        env={
-            "RELAY_ANON_PLAN": "unlimited",
-            "RELAY_MAX_RETRIES": "1",
-            "RELAY_RETRY_AFTER_CAP_MS": "1500",
-        },
+    relay = bare_relay(
+        start_server, mock.url, {"RELAY_MAX_RETRIES": "1", "RELAY_RETRY_AFTER_CAP_MS": "1500"}
     )
     httpx.post(mock.url + "/mock/reset")
     started = time.perf_counter()
@@ -258,17 +226,8 @@ def test_retry_after_honoured_up_to_cap(start_server, mock, kit):
     assert httpx.get(mock.url + "/mock/stats").json()["requests"] == 2
     assert 0.95 < elapsed < 2.5  # waited the mock's Retry-After (1 s) once
 
-    capped = start_server(
-        "relay",
-        "--upstream-url",
-        mock.url,
-        "--auth",
-        "off",
-        env={
-            "RELAY_ANON_PLAN": "unlimited",
-            "RELAY_MAX_RETRIES": "3",
-            "RELAY_RETRY_AFTER_CAP_MS": "500",
-        },
+    capped = bare_relay(
+        start_server, mock.url, {"RELAY_MAX_RETRIES": "3", "RELAY_RETRY_AFTER_CAP_MS": "500"}
     )
     httpx.post(mock.url + "/mock/reset")
     started = time.perf_counter()
@@ -282,18 +241,10 @@ def test_retry_deadline_bounds_total_time(start_server, kit):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    relay = start_server(
-        "relay",
-        "--upstream-url",
+    relay = bare_relay(
+        start_server,
         url,
-        "--auth",
-        "off",
-        env={
-            "RELAY_ANON_PLAN": "unlimited",
-            "RELAY_MAX_RETRIES": "50",
-            "RELAY_RETRY_BASE_MS": "100",
-            "RELAY_RETRY_DEADLINE_MS": "600",
-        },
+        {"RELAY_MAX_RETRIES": "50", "RELAY_RETRY_BASE_MS": "100", "RELAY_RETRY_DEADLINE_MS": "600"},
     )
     started = time.perf_counter()
     response = post(relay, kit, {})

@@ -7,21 +7,17 @@ import socket
 import httpx
 import pytest
 
+from .conftest import bare_relay
+
 ORIGIN = "https://app.example.com"
 
 
 @pytest.fixture(scope="module")
 def server(start_shared, shared_mock):
-    return start_shared(
-        "relay",
-        "--upstream-url",
+    return bare_relay(
+        start_shared,
         shared_mock.url,
-        "--auth",
-        "off",
-        env={
-            "RELAY_ALLOWED_ORIGINS": f"{ORIGIN},https://other.example.com",
-            "RELAY_ANON_PLAN": "unlimited",
-        },
+        {"RELAY_ALLOWED_ORIGINS": f"{ORIGIN},https://other.example.com"},
     )
 
 
