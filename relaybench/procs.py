@@ -5,11 +5,17 @@ A server announces readiness with one stdout line ``listening on http://H:P`` (t
 we read its port from that line, so port 0 (OS-chosen) works everywhere. Its output keeps
 being drained by a thread, so a chatty server never blocks on a full pipe, and the last lines
 are kept for the error message when it dies.
+
+A server runs in its own session (Ctrl-C reaches only us, and we stop it by PID), so it would
+outlive a harness that is killed outright (SIGKILL, a CI timeout). On Linux the kernel is asked
+to send it SIGTERM when its parent goes (``PR_SET_PDEATHSIG``). "Parent" is the thread that
+started it: start servers from a thread that outlives them (the main thread, as everywhere here).
 """
 
 from __future__ import annotations
 
 import collections
+import ctypes
 import os
 import re
 import signal
@@ -23,6 +29,12 @@ from types import TracebackType
 from relaybench.errors import RelaybenchError
 
 _LISTENING = re.compile(r"listening on (http://\S+)")
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Runs in the child between fork and exec: SIGTERM it when its parent dies."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class ServerProcess:
@@ -64,6 +76,7 @@ class ServerProcess:
             env=self.env,
             cwd=self.cwd,
             start_new_session=True,  # Ctrl-C reaches us, and we stop it ourselves, by PID
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         self._reader = threading.Thread(target=self._drain, name=f"{self.name}-out", daemon=True)
         self._reader.start()
