@@ -181,8 +181,7 @@ class Upstream:
             attempt += 1
             log["retries"] = attempt
             self.metrics.upstream_retries += 1
-            wake = loop.time() + delay
-            await asyncio.sleep(wake - loop.time())
+            await asyncio.sleep(delay)
 
     def _backoff(self, attempt: int, error: UpstreamError) -> float | None:
         """Seconds before the next attempt, or None: give up now."""
