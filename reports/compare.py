@@ -49,7 +49,8 @@ def samples(folder: RunFolder, name: str) -> dict[str, tuple[np.ndarray, np.ndar
     rows = folder.frame[folder.frame["target"].to_numpy() == name]
     ok = rows[rows["ok"].to_numpy(dtype=bool)]
     itl = folder.lists("chunks_ms").diffs_with_rows(ok["row"])
-    return {"ttft_ms": (ok["ttft_ms"].to_numpy(dtype=float), None), "itl_ms": itl}
+    ttft = ok["ttft_ms"].to_numpy(dtype=float)  # a complete answer with no content has none
+    return {"ttft_ms": (ttft[~np.isnan(ttft)], None), "itl_ms": itl}
 
 
 def compare(dir_a: Path, dir_b: Path) -> dict:

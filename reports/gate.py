@@ -351,6 +351,15 @@ def _relative_distribution(
             "relative",
         )
     q: float | str = "mean" if stat == "mean" else _PERCENTILES[stat]
+    estimate_b = float(np.percentile(base, q) if q != "mean" else base.mean())
+    estimate_c = float(np.percentile(current, q) if q != "mean" else current.mean())
+    if estimate_b <= 0:  # no relative change to bootstrap: judge the point change, as for scalars
+        change = _change(estimate_b, estimate_c)
+        violated = change > check.value if check.op == "<=" else change < check.value
+        detail = f"baseline {format_value(estimate_b)} -> {format_value(estimate_c)}, point change"
+        return Result(
+            check.target, check.metric, not violated, estimate_c, check.text, detail, "relative"
+        )
     try:
         iv = percentile_diff_ci(
             base,
@@ -366,8 +375,6 @@ def _relative_distribution(
     except ValueError as exc:
         raise UsageError(f"{check.target} {check.metric}: {exc}") from exc
     violated, significant = judge_change(check.op, check.value, iv)
-    estimate_b = float(np.percentile(base, q) if q != "mean" else base.mean())
-    estimate_c = float(np.percentile(current, q) if q != "mean" else current.mean())
     verdict = "significant" if significant else "not significant"
     detail = (
         f"baseline {format_value(estimate_b)} -> {format_value(estimate_c)} "

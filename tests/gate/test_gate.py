@@ -429,3 +429,13 @@ def test_confidence_option_changes_the_interval(tmp_path, runs, capsys):
         low, high = (float(x) for x in re.search(r"\[([+-][\d.]+)%, ([+-][\d.]+)%\]", p50).groups())
         widths[level] = high - low
     assert widths["0.99"] > widths["0.8"]
+
+
+def test_relative_check_on_a_zero_baseline_is_judged_not_a_usage_error(tmp_path, runs, capsys):
+    """A percentile that was 0 in the baseline has no relative change to bootstrap."""
+    zero = make_run(tmp_path / "zero", seed=1, ttft_ms=0.0)
+    toml = write_toml(tmp_path / "t.toml", '[relay]\n"ttft_ms.p50" = "<= +10%"\n')
+    code, out, _ = gate(capsys, zero, toml, "--baseline", str(zero))
+    assert code == 0 and "point change" in line(out, "ttft_ms.p50"), out
+    code, out, _ = gate(capsys, runs["base"], toml, "--baseline", str(zero))
+    assert code == 1 and line(out, "ttft_ms.p50").startswith("FAIL"), out

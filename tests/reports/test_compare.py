@@ -59,3 +59,20 @@ def test_verdict_separates_noise_negligible_and_material():
     assert text.startswith("1 of 3 differences are significant: relay itl_ms.p50 +12.00 ms")
     assert "Also statistically real but negligible" in text
     assert verdict_text([], 0.99).startswith("Nothing to test")
+
+
+def test_a_complete_answer_without_content_has_no_ttft_and_breaks_nothing(runs, tmp_path):
+    """An ok record with ``ttft_ms: null`` (``[DONE]`` and no content) must not become NaN."""
+    import shutil
+
+    for name in ("a", "b"):
+        copy = tmp_path / name
+        shutil.copytree(runs / name, copy)
+        path = next((copy / "records").glob("direct.*.jsonl"))
+        lines = path.read_text().splitlines()
+        rec = json.loads(lines[0])
+        rec.update(ok=True, error=None, ttft_ms=None, chunks_ms=[], lags_ms=None)
+        path.write_text("\n".join([json.dumps(rec), *lines[1:]]) + "\n")
+    result = write_comparison(tmp_path / "a", tmp_path / "b", tmp_path / "out")
+    assert all(t["value"] == t["value"] for t in result["tests"])  # no NaN anywhere
+    json.loads((tmp_path / "out" / "compare.json").read_text(), parse_constant=pytest.fail)
