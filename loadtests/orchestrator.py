@@ -27,6 +27,7 @@ import orjson
 from loadtests.config import LoadConfig, Target
 from loadtests.servers import BenchServers, MockSettings, check_reachable, http_json
 from relaybench.errors import RelaybenchError
+from relaybench.procs import OWNED_CHILD
 
 SCHEMA_VERSION = 1
 WORKER_EXIT_GRACE_S = 20.0
@@ -218,7 +219,7 @@ class Orchestrator:
             if cfg.remote_workers:
                 config_path = self._remote_config(cfg)
             argv = [sys.executable, "-m", "loadtests.worker", str(config_path), "--role", role]
-            self._child = subprocess.Popen(argv, start_new_session=True)
+            self._child = subprocess.Popen(argv, **OWNED_CHILD)
             try:
                 return self._wait_child(cfg)
             finally:

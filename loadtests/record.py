@@ -163,9 +163,9 @@ class RecordBuilder:
             self._error(outcome.STREAM_ERROR, str(msg))
             return
         choices = obj.get("choices")
-        if choices:
+        if type(choices) is list and choices:
             delta = choices[0].get("delta") if type(choices[0]) is dict else None
-            if delta and delta.get("content"):
+            if type(delta) is dict and delta.get("content"):
                 self._content(pc_ns, wall_ns, obj.get("x_mock_emitted_ns"))
         usage = obj.get("usage")
         if type(usage) is dict and type(usage.get("completion_tokens")) is int:
@@ -175,15 +175,15 @@ class RecordBuilder:
         """A non-streaming answer: the whole body is the first (and only) token event."""
         try:
             obj = orjson.loads(self._body)
-            message = obj["choices"][0]["message"]
-        except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
+            content = obj["choices"][0]["message"].get("content")
+        except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError):
             self._error(
                 outcome.MALFORMED, f"body is not a chat completion: {bytes(self._body[:80])!r}"
             )
             return
         if "error" in obj:
             self._error(outcome.STREAM_ERROR, str(obj["error"]))
-        if message.get("content"):
+        if content:
             self._content(pc_ns, wall_ns, obj.get("x_mock_emitted_ns"))
         usage = obj.get("usage")
         if isinstance(usage, dict) and type(usage.get("completion_tokens")) is int:

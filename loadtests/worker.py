@@ -48,6 +48,7 @@ from loadtests import shapes  # noqa: E402
 from loadtests.config import LoadConfig  # noqa: E402
 from loadtests.sink import CpuSampler, RecordWriter, worker_id  # noqa: E402
 from loadtests.user import ChatUser, LoadContext, make_user_class  # noqa: E402
+from relaybench.procs import OWNED_CHILD  # noqa: E402
 
 T0_MESSAGE = "relaybench_t0"
 WORKERS_READY_TIMEOUT_S = 60.0
@@ -256,7 +257,7 @@ def run_master(cfg: LoadConfig, config_path: Path) -> int:
     procs = [
         subprocess.Popen(
             [*argv, "--master-port", str(port)],
-            start_new_session=True,  # we forward signals ourselves, by PID
+            **OWNED_CHILD,  # we forward signals ourselves, by PID
         )
         for _ in range(cfg.processes)
     ]

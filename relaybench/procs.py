@@ -37,6 +37,14 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+# Popen arguments for any child the project owns (servers, Locust masters and workers): its own
+# session, so Ctrl-C reaches only us, and ended by the kernel if we die without stopping it.
+OWNED_CHILD: dict = {
+    "start_new_session": True,
+    "preexec_fn": _die_with_parent if sys.platform == "linux" else None,
+}
+
+
 class ServerProcess:
     """A server subprocess: ``start()`` waits for its ``listening on`` line; ``stop()`` ends it.
 
@@ -75,8 +83,7 @@ class ServerProcess:
             text=True,
             env=self.env,
             cwd=self.cwd,
-            start_new_session=True,  # Ctrl-C reaches us, and we stop it ourselves, by PID
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            **OWNED_CHILD,  # Ctrl-C reaches us, and we stop it ourselves, by PID
         )
         self._reader = threading.Thread(target=self._drain, name=f"{self.name}-out", daemon=True)
         self._reader.start()

@@ -153,3 +153,18 @@ def test_a_usage_that_is_not_an_object_is_ignored_not_a_crash() -> None:
     b.finish(3 * MS, T0 + 3 * MS)
     rec = b.record()
     assert (rec["ok"], rec["usage_tokens"], rec["output_tokens"]) == (True, None, 1)
+
+
+def test_json_of_the_wrong_shape_is_malformed_not_a_crash() -> None:
+    for line in (b'{"choices":[{"delta":"x"}]}', b'{"choices":{"a":1}}'):
+        b = builder()
+        b.headers(200, 1 * MS)
+        b.body(b"data: " + line + b"\n\ndata: [DONE]\n\n", 2 * MS, T0)
+        b.finish(3 * MS, T0 + 3 * MS)
+        # the shape carries no content: a complete stream with no tokens, not a crash
+        assert b.record()["content_chunks"] == 0
+    b = builder(stream=False)
+    b.headers(200, 1 * MS)
+    b.body(b'{"choices":[{"message":"not an object"}]}', 2 * MS, T0)
+    b.finish(3 * MS, T0 + 3 * MS)
+    assert b.record()["error"] == "malformed"
