@@ -44,13 +44,13 @@ bench-mock: $(STAMP)
 	$(BIN)/python -m mock_upstream.bench
 
 bench-relay: $(STAMP)
-	$(BIN)/python -m loadtests.bench_relay
+	$(BIN)/python -m relaybench.run.bench_relay
 
 bench-report: $(STAMP)
 	$(BIN)/python -m reports.bench
 
 bench-repro: $(STAMP)
-	$(BIN)/python -m loadtests.bench_repro
+	$(BIN)/python -m relaybench.run.bench_repro
 
 calibrate: $(STAMP)
 	$(BIN)/relaybench calibrate --out runs/calibration.json

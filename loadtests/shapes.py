@@ -3,7 +3,7 @@
 A scenario answers one question: at ``t`` seconds into a target's run, how many users should be
 active (closed loop), or at what rate should requests arrive (open loop), and which step is this?
 ``stage_at(params, t)`` is that function; it returns ``None`` once the run is over. Locust's
-``LoadTestShape`` only adapts it (``loadtests.runner``), so every scenario is unit-tested without
+``LoadTestShape`` only adapts it (``loadtests.worker``), so every scenario is unit-tested without
 Locust, and the load generator can stamp each record with the step it was sent in.
 
 - ``steady``  — ``users`` for the whole run.
@@ -21,38 +21,12 @@ Locust, and the load generator can stamp each record with the step it was sent i
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
-CLOSED_LOOP = ("steady", "step", "peak", "spike", "soak")
-OPEN_LOOP = ("constant", "poisson")
-SCENARIOS = CLOSED_LOOP + OPEN_LOOP
+from relaybench.run.config import OPEN_LOOP, ShapeParams
 
 # The evening peak, as fractions of the run: baseline, ramp up, hold, ramp down, baseline.
 PEAK_PHASES = (0.25, 0.15, 0.35, 0.15, 0.10)
-
-
-@dataclass(frozen=True)
-class ShapeParams:
-    """The parameters of one scenario (recorded in run.json as ``scenario_params``)."""
-
-    scenario: str
-    users: int
-    duration_s: float
-    rate: float | None = None  # req/s for open-loop scenarios and rate steps
-    steps: int = 5
-    peak_multiple: float = 10.0
-
-    @property
-    def open_loop(self) -> bool:
-        return self.scenario in OPEN_LOOP or (self.scenario == "step" and self.rate is not None)
-
-    @property
-    def baseline(self) -> int:
-        return max(1, round(self.users / self.peak_multiple))
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "open_loop": self.open_loop, "baseline_users": self.baseline}
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The Locust process of one target: ``python -m loadtests.worker CONFIG.json [--role ...]``.
 
 It runs in its own process because gevent must monkey-patch before anything else is imported,
-and the orchestrator (``loadtests.cli``) should stay plain Python that starts servers, handles
+and the orchestrator (``relaybench.run.cli``) should stay plain Python that starts servers, handles
 signals and stops everything by PID.
 
 Roles:
@@ -45,10 +45,10 @@ from locust.shape import LoadTestShape  # noqa: E402
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSV, StatsCSVFileWriter  # noqa: E402
 
 from loadtests import shapes  # noqa: E402
-from loadtests.config import LoadConfig  # noqa: E402
 from loadtests.sink import CpuSampler, RecordWriter, worker_id  # noqa: E402
 from loadtests.user import ChatUser, LoadContext, make_user_class  # noqa: E402
 from relaybench.procs import OWNED_CHILD  # noqa: E402
+from relaybench.run.config import LoadConfig, ShapeParams  # noqa: E402
 
 T0_MESSAGE = "relaybench_t0"
 WORKERS_READY_TIMEOUT_S = 60.0
@@ -57,7 +57,7 @@ WORKERS_READY_TIMEOUT_S = 60.0
 class ScenarioShape(LoadTestShape):
     """Adapts the pure ``shapes.stage_at`` to Locust's shape protocol."""
 
-    def __init__(self, params: shapes.ShapeParams) -> None:
+    def __init__(self, params: ShapeParams) -> None:
         super().__init__()
         self.params = params
 

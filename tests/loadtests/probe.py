@@ -14,10 +14,9 @@ import time  # noqa: E402
 import orjson  # noqa: E402
 from geventhttpclient import HTTPClient  # noqa: E402
 
-from loadtests.config import LoadConfig, Target  # noqa: E402
 from loadtests.record import RecordBuilder  # noqa: E402
-from loadtests.shapes import ShapeParams  # noqa: E402
 from loadtests.user import LoadContext, measure  # noqa: E402
+from relaybench.run.config import LoadConfig, ShapeParams, Target  # noqa: E402
 
 
 def main() -> None:

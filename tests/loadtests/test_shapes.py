@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from loadtests.shapes import SCENARIOS, ShapeParams, rate_segments, stage_at
+from loadtests.shapes import rate_segments, stage_at
+from relaybench.run.config import SCENARIOS, ShapeParams
 
 
 def users(p: ShapeParams, t: float) -> int:

@@ -17,11 +17,10 @@ from typing import Any
 
 import orjson
 
-from loadtests.config import LoadConfig, Target
-from loadtests.orchestrator import Orchestrator, RunPlan
-from loadtests.servers import MockSettings
-from loadtests.shapes import OPEN_LOOP, SCENARIOS, ShapeParams
 from relaybench.errors import UsageError
+from relaybench.run.config import OPEN_LOOP, SCENARIOS, LoadConfig, ShapeParams, Target
+from relaybench.run.orchestrator import Orchestrator, RunPlan
+from relaybench.run.servers import MockSettings
 
 DEFAULT_TARGETS = ("direct", "relay", "relay-buffered")
 DEFAULT_RATE = 5.0

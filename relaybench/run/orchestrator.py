@@ -24,10 +24,10 @@ from typing import Any
 
 import orjson
 
-from loadtests.config import LoadConfig, Target
-from loadtests.servers import BenchServers, MockSettings, check_reachable, http_json
 from relaybench.errors import RelaybenchError
 from relaybench.procs import OWNED_CHILD
+from relaybench.run.config import LoadConfig, Target
+from relaybench.run.servers import BenchServers, MockSettings, check_reachable, http_json
 
 SCHEMA_VERSION = 1
 WORKER_EXIT_GRACE_S = 20.0
@@ -36,7 +36,7 @@ VERSIONED = ("relaybench", "locust", "gevent", "geventhttpclient", "orjson", "ps
 
 @dataclass
 class RunPlan:
-    """What ``relaybench run`` was asked to do (built by ``loadtests.cli``)."""
+    """What ``relaybench run`` was asked to do (built by ``relaybench.run.cli``)."""
 
     run_dir: Path
     command: str

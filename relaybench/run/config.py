@@ -1,6 +1,6 @@
 """Typed configuration handed from the orchestrator to the Locust process of one target.
 
-The orchestrator (``loadtests.cli``) stays plain Python; each target runs in its own Locust
+The orchestrator (``relaybench.run.cli``) stays plain Python; each target runs in its own Locust
 process (``python -m loadtests.worker CONFIG.json``), which reads this object back. Nothing in
 the load generator reads globals or the environment.
 """
@@ -14,10 +14,36 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from loadtests.shapes import ShapeParams
 from relaybench.errors import UsageError
 
 KINDS = ("mock", "relay", "external")
+# Scenario names; their shapes over time are functions in ``loadtests.shapes``.
+CLOSED_LOOP = ("steady", "step", "peak", "spike", "soak")
+OPEN_LOOP = ("constant", "poisson")
+SCENARIOS = CLOSED_LOOP + OPEN_LOOP
+
+
+@dataclass(frozen=True)
+class ShapeParams:
+    """The parameters of one scenario (recorded in run.json as ``scenario_params``)."""
+
+    scenario: str
+    users: int
+    duration_s: float
+    rate: float | None = None  # req/s for open-loop scenarios and rate steps
+    steps: int = 5
+    peak_multiple: float = 10.0
+
+    @property
+    def open_loop(self) -> bool:
+        return self.scenario in OPEN_LOOP or (self.scenario == "step" and self.rate is not None)
+
+    @property
+    def baseline(self) -> int:
+        return max(1, round(self.users / self.peak_multiple))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "open_loop": self.open_loop, "baseline_users": self.baseline}
 
 
 @dataclass(frozen=True)

@@ -25,11 +25,10 @@ from typing import Any
 
 import orjson
 
-from loadtests import calibrate
-from loadtests.config import LoadConfig, Target
-from loadtests.orchestrator import Orchestrator, RunPlan, environment
-from loadtests.servers import BenchServers, MockSettings
-from loadtests.shapes import ShapeParams
+from relaybench.run import calibrate
+from relaybench.run.config import LoadConfig, ShapeParams, Target
+from relaybench.run.orchestrator import Orchestrator, RunPlan, environment
+from relaybench.run.servers import BenchServers, MockSettings
 
 LEVELS = (10, 50, 100)
 CAPACITY_LEVELS = (250, 500, 1000)
@@ -179,7 +178,7 @@ def _verdict(value: float | None, limit: float, *, at_least: bool = False) -> st
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m loadtests.bench_relay")
+    p = argparse.ArgumentParser(prog="python -m relaybench.run.bench_relay")
     p.add_argument("--duration", type=float, default=8.0, help="seconds per target and level")
     p.add_argument("--capacity-duration", type=float, default=8.0)
     p.add_argument("--out", type=Path, help="JSON result (default runs/bench-relay-<ts>.json)")

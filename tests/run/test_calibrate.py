@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from loadtests.calibrate import capacity, level_row
+from relaybench.run.calibrate import capacity, level_row
 
 
 def write_level(tmp: Path, cpu: list[float], lateness_p99: float) -> Path:

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from loadtests import cli
-from loadtests.orchestrator import Orchestrator
+from relaybench.run import cli
+from relaybench.run.orchestrator import Orchestrator
 
 P50_TARGET = 0.05
 
@@ -37,7 +37,7 @@ def _rel(a: float, b: float) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m loadtests.bench_repro")
+    p = argparse.ArgumentParser(prog="python -m relaybench.run.bench_repro")
     p.add_argument("--scenario", default="peak")
     p.add_argument("--users", type=int, default=20)
     p.add_argument("--duration", type=float, default=10.0)

@@ -29,12 +29,11 @@ from typing import Any
 
 import orjson
 
-from loadtests.config import LoadConfig, Target
-from loadtests.orchestrator import Orchestrator, RunPlan, environment
-from loadtests.servers import wait_healthy
-from loadtests.shapes import ShapeParams
 from relaybench.errors import UsageError
 from relaybench.procs import ServerProcess
+from relaybench.run.config import LoadConfig, ShapeParams, Target
+from relaybench.run.orchestrator import Orchestrator, RunPlan, environment
+from relaybench.run.servers import wait_healthy
 
 LEVELS = (10, 50, 100, 250, 500)
 LAG_P99_BOUND_MS = 5.0
