@@ -121,6 +121,7 @@ class Completions:
         self.prefix = "chatcmpl-mock" if chat else "cmpl-mock"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        arrived = b"%d" % time.time_ns()
         state = self.state
         stats = state.stats
         cfg = state.config
@@ -176,6 +177,7 @@ class Completions:
                             *_SSE_HEADERS,
                             (b"x-request-id", rid.encode()),
                             (b"x-mock-seed", b"%d" % seed),
+                            (b"x-mock-arrived-ns", arrived),
                         ],
                     }
                 )
@@ -191,7 +193,7 @@ class Completions:
             if streaming:
                 await self._stream(send, req, plan, fault, rid, start, opened)
             else:
-                await self._whole(send, req, plan, fault, rid, seed, start)
+                await self._whole(send, req, plan, fault, rid, seed, start, arrived)
             watch.done = True
             stats.completed += 1
         except ConnectionCut:  # the disconnect-after fault
@@ -342,6 +344,7 @@ class Completions:
         rid: str,
         seed: int,
         start: float,
+        arrived: bytes,
     ) -> None:
         """Non-streaming: answer once the whole simulated generation is over."""
         cfg = self.state.config
@@ -406,7 +409,8 @@ class Completions:
         if self.chat:
             body["system_fingerprint"] = "fp_mock"
         self.state.stats.lateness.add(lateness_now - end)
-        await send_json(send, 200, orjson.dumps(body), [(b"x-mock-seed", b"%d" % seed)])
+        headers = [(b"x-mock-seed", b"%d" % seed), (b"x-mock-arrived-ns", arrived)]
+        await send_json(send, 200, orjson.dumps(body), headers)
 
 
 def _status_fault(code: int, retry_after_s: int) -> ApiError:

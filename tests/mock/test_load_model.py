@@ -5,11 +5,13 @@ from __future__ import annotations
 import itertools
 import statistics
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpx
 
-from .conftest import CHAT, ReadStream
+from .conftest import CHAT, ReadStream, stats
 
 MS = 1_000_000
 
@@ -25,15 +27,19 @@ def test_queue_wait_adds_to_ttft_in_fifo_order(start_server, read_stream: ReadSt
         for _ in range(3):
             futures.append(pool.submit(read_stream, mock.url))
             time.sleep(0.03)  # arrival order 0, 1, 2
-        # the server numbers requests as they arrive (x-request-id): that is the queue order
+        # the server numbers requests as they are admitted (x-request-id): that is the queue order
         results = sorted((f.result() for f in futures), key=lambda r: r.headers["x-request-id"])
-    firsts = [r.content_events()[0][1]["x_mock_emitted_ns"] for r in results]
-    ttfts = [(first - r.sent_ns) / MS for first, r in zip(firsts, results, strict=True)]
-    assert 148 <= ttfts[0] <= 200, ttfts
-    assert all(ttft >= 160 for ttft in ttfts[1:]), ttfts  # they waited in the queue
-    # one at a time, in arrival (FIFO) order: each starts its 150 ms TTFT when the one before ends
-    spacing = [(b - a) / MS for a, b in itertools.pairwise(firsts)]
-    assert all(148 <= gap <= 190 for gap in spacing), spacing
+    firsts = [r.content_events()[0][1]["x_mock_emitted_ns"] / MS for r in results]
+    arrived = [int(r.headers["x-mock-arrived-ns"]) / MS for r in results]
+    slack = stats(mock.url)["lateness_ms"]["max"] + 0.1 * 150  # the mock's own lateness
+    assert all(a < f for a, f in zip(arrived[1:], firsts, strict=False)), (arrived, firsts)
+    # one at a time, in FIFO order: each one's 150 ms TTFT starts when it arrived or when the one
+    # before it ended (its one chunk), whichever is later; a queued request's TTFT includes the wait
+    starts = [arrived[0]] + [max(a, f) for a, f in zip(arrived[1:], firsts, strict=False)]
+    ttfts = [f - s for f, s in zip(firsts, starts, strict=True)]
+    assert all(150 - 1 <= ttft <= 150 + slack for ttft in ttfts), (ttfts, slack)
+    waits = [s - a for s, a in zip(starts, arrived, strict=True)]
+    assert all(wait > 0 for wait in waits[1:]), waits  # they waited in the queue
 
 
 def test_full_queue_is_429_with_retry_after(start_server, get_stats) -> None:
@@ -47,19 +53,20 @@ def test_full_queue_is_429_with_retry_after(start_server, get_stats) -> None:
 
     with ThreadPoolExecutor(3) as pool:
         running = [pool.submit(post) for _ in range(2)]
-        time.sleep(0.15)
+        _wait_for(mock.url, lambda s: s["active_requests"] == 1 and s["queued"] == 1)
         rejected = post()
         assert [f.result().status_code for f in running] == [200, 200]
     assert rejected.status_code == 429
     assert rejected.headers["retry-after"] == "2"
     assert rejected.json()["error"]["code"] == "queue_full"
-    stats = get_stats(mock.url)
-    assert stats["rejected"] == 1 and stats["completed"] == 2
+    counts = get_stats(mock.url)
+    assert counts["rejected"] == 1 and counts["completed"] == 2
 
 
 def test_itl_slows_down_as_streams_grow(start_server, read_stream: ReadStream) -> None:
+    # a long TTFT so that all three streams are admitted before any gap is drawn
     mock = start_server(
-        "mock_upstream", "--ttft-ms", "10", "--itl-ms", "20", "--output-tokens", "15",
+        "mock_upstream", "--ttft-ms", "300", "--itl-ms", "20", "--output-tokens", "15",
         "--slowdown-per-stream", "1.0", "--slowdown-after", "1",
     )  # fmt: skip
 
@@ -67,9 +74,20 @@ def test_itl_slows_down_as_streams_grow(start_server, read_stream: ReadStream) -
         stamps = [c["x_mock_emitted_ns"] for _, c in result.content_events()]
         return statistics.median((b - a) / MS for a, b in itertools.pairwise(stamps))
 
-    alone = median_gap(read_stream(mock.url))
+    alone = median_gap(read_stream(mock.url, headers={"X-Mock-TTFT-Ms": "10"}))
     with ThreadPoolExecutor(3) as pool:
-        together = [median_gap(r) for r in pool.map(lambda _: read_stream(mock.url), range(3))]
-    assert 18 <= alone <= 25, alone
+        results = list(pool.map(lambda _: read_stream(mock.url), range(3)))
+    first = min(r.content_events()[0][1]["x_mock_emitted_ns"] for r in results)
+    assert all(int(r.headers["x-mock-arrived-ns"]) < first for r in results)  # all three ran
+    assert abs(alone - 20) <= 0.2 * 20, alone
     # three streams: ITL x (1 + 1.0 x (3 - 1)) = 60 ms while all three run
-    assert all(50 <= gap <= 70 for gap in together), together
+    together = [median_gap(r) for r in results]
+    assert all(abs(gap - 60) <= 0.2 * 60 for gap in together), together
+
+
+def _wait_for(url: str, condition: Callable[[dict[str, Any]], bool]) -> None:
+    """Poll ``/mock/stats`` until ``condition`` holds (bounded: 10 s)."""
+    deadline = time.monotonic() + 10
+    while not condition(snapshot := stats(url)):
+        assert time.monotonic() < deadline, snapshot
+        time.sleep(0.01)
