@@ -3,7 +3,8 @@
 The user (``loadtests.user``) does the I/O and calls, in order: ``headers`` once (if a response
 came), ``body`` for every read of the body with its arrival times, then ``finish`` (the body
 ended) or ``fail`` (a transport error). ``record()`` is then one line of
-``records/<target>.<worker>.jsonl`` exactly as ``docs/run-folder.md`` describes it.
+``records/<target>.<worker>.jsonl``: the fields of ``relaybench.records.Record``
+(``docs/run-folder.md`` says what they mean).
 
 Streams are parsed with ``relaybench.sse.SSEDecoder`` and nothing else. A content chunk is one
 whose ``choices[0].delta.content`` is a non-empty string (the role-only first chunk is not one).
@@ -17,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from loadtests import outcome
+from relaybench import records
 from relaybench.sse import SSEDecoder
 
 DONE = "[DONE]"
@@ -30,50 +31,18 @@ def _ms(ns: int) -> float:
 
 
 class RecordBuilder:
-    """Accumulates one request's timings and outcome."""
+    """Accumulates one request's timings and outcome.
 
-    def __init__(
-        self,
-        *,
-        target: str,
-        worker: str,
-        seq: int,
-        stream: bool,
-        start_ns: int,
-        start_pc: int,
-        users: int = 0,
-        step: int | None = None,
-        rate: float | None = None,
-        intended_ns: int | None = None,
-        max_tokens: int | None = None,
-    ) -> None:
-        self.stream = stream
+    ``fields`` are the record's known-at-send fields (``target``, ``worker``, ``seq``,
+    ``stream``, ``start_ns`` are required; any other field of ``relaybench.records.Record``
+    may be given, e.g. ``users`` or ``max_tokens``); the builder fills in the rest.
+    """
+
+    def __init__(self, *, start_pc: int, **fields: Any) -> None:
+        self.rec = records.new_record(**fields)
+        self.stream: bool = self.rec["stream"]
         self.start_pc = start_pc
-        self.rec: dict[str, Any] = {
-            "target": target,
-            "worker": worker,
-            "seq": seq,
-            "stream": stream,
-            "users": users,
-            "step": step,
-            "rate": rate,
-            "intended_ns": intended_ns,
-            "start_ns": start_ns,
-            "headers_ms": None,
-            "ttft_ms": None,
-            "e2e_ms": None,
-            "chunks_ms": [],
-            "lags_ms": None,
-            "status": None,
-            "ok": False,
-            "error": None,
-            "error_detail": None,
-            "output_tokens": 0,
-            "usage_tokens": None,
-            "content_chunks": 0,
-            "max_tokens": max_tokens,
-        }
-        self._decoder = SSEDecoder() if stream else None
+        self._decoder = SSEDecoder() if self.stream else None
         self._chunks: list[float] = self.rec["chunks_ms"]
         self._lags: list[float] = []
         self._unstamped = 0
@@ -86,7 +55,7 @@ class RecordBuilder:
     def headers(self, status: int, pc_ns: int) -> None:
         self.rec["status"] = status
         self.rec["headers_ms"] = _ms(pc_ns - self.start_pc)
-        error = outcome.from_status(status)
+        error = records.from_status(status)
         if error is not None:
             self.http_error = True
             self._error(error, f"HTTP {status}")
@@ -107,7 +76,7 @@ class RecordBuilder:
             self._explain_error_body()
         elif self.stream:
             if not self._done:
-                self._error(outcome.TRUNCATED, "stream ended without [DONE]")
+                self._error(records.TRUNCATED, "stream ended without [DONE]")
         else:
             self._whole_body(pc_ns, wall_ns)
         self.rec["ok"] = self.rec["error"] is None
@@ -152,15 +121,15 @@ class RecordBuilder:
         try:
             obj = orjson.loads(data)
         except orjson.JSONDecodeError:
-            self._error(outcome.MALFORMED, f"data line is not JSON: {data[:80]!r}")
+            self._error(records.MALFORMED, f"data line is not JSON: {data[:80]!r}")
             return
         if type(obj) is not dict:
-            self._error(outcome.MALFORMED, f"data line is not a JSON object: {data[:80]!r}")
+            self._error(records.MALFORMED, f"data line is not a JSON object: {data[:80]!r}")
             return
         if "error" in obj:
             err = obj["error"]
             msg = err.get("message") if isinstance(err, dict) else err
-            self._error(outcome.STREAM_ERROR, str(msg))
+            self._error(records.STREAM_ERROR, str(msg))
             return
         choices = obj.get("choices")
         if type(choices) is list and choices:
@@ -178,11 +147,11 @@ class RecordBuilder:
             content = obj["choices"][0]["message"].get("content")
         except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError):
             self._error(
-                outcome.MALFORMED, f"body is not a chat completion: {bytes(self._body[:80])!r}"
+                records.MALFORMED, f"body is not a chat completion: {bytes(self._body[:80])!r}"
             )
             return
         if "error" in obj:
-            self._error(outcome.STREAM_ERROR, str(obj["error"]))
+            self._error(records.STREAM_ERROR, str(obj["error"]))
         if content:
             self._content(pc_ns, wall_ns, obj.get("x_mock_emitted_ns"))
         usage = obj.get("usage")

@@ -25,10 +25,11 @@ import orjson
 from geventhttpclient import HTTPClient
 from locust import User, constant, task
 
-from loadtests import client, outcome, schedule, shapes
+from loadtests import client, schedule, shapes
 from loadtests.record import RecordBuilder
 from loadtests.sink import RecordWriter
 from loadtests.workload import Workload, WorkloadConfig
+from relaybench import records
 from relaybench.run.config import LoadConfig
 
 READ_SIZE = 65536
@@ -134,7 +135,7 @@ def measure(http: HTTPClient, ctx: LoadContext, builder: RecordBuilder, payload:
                 if builder.stream and not builder.http_error:
                     builder.finish(pc, now)  # no [DONE] -> truncated
                 else:
-                    builder.fail(outcome.TRUNCATED, "connection closed before the end", pc)
+                    builder.fail(records.TRUNCATED, "connection closed before the end", pc)
                 return
             if not data:
                 builder.finish(pc, now)
@@ -142,7 +143,7 @@ def measure(http: HTTPClient, ctx: LoadContext, builder: RecordBuilder, payload:
             builder.body(data, pc, now)
     except Exception as exc:
         got_response = resp is not None
-        builder.fail(outcome.from_exception(exc, connected=got_response), _describe(exc), perf())
+        builder.fail(records.from_exception(exc, connected=got_response), _describe(exc), perf())
     finally:
         if resp is not None and not resp.message_complete:
             resp.release()  # an unfinished body: the socket is closed, never reused

@@ -1,7 +1,8 @@
 """Read a run folder's raw records (``records/*.jsonl``) into one pandas DataFrame.
 
 The happy path is fully vectorised: each file is parsed by pyarrow's JSON reader against an
-explicit schema, the scalar columns become numpy-backed pandas columns and the two list columns
+explicit schema (``relaybench.records.arrow_schema``, derived from the record's definition),
+the scalar columns become numpy-backed pandas columns and the two list columns
 (``chunks_ms``, ``lags_ms``) stay Arrow lists (``pd.ArrowDtype``), so no per-row Python object is
 ever built. ``flat_list`` turns a list column into flat numpy values plus their row positions.
 
@@ -24,35 +25,10 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 
 from relaybench.errors import UsageError
+from relaybench.records import LIST_FIELDS, arrow_schema, problems
 
-LIST_COLUMNS = ("chunks_ms", "lags_ms")
-
-SCHEMA = pa.schema(
-    [
-        ("target", pa.string()),
-        ("worker", pa.string()),
-        ("seq", pa.int64()),
-        ("stream", pa.bool_()),
-        ("users", pa.int64()),
-        ("step", pa.int64()),
-        ("rate", pa.float64()),
-        ("intended_ns", pa.int64()),
-        ("start_ns", pa.int64()),
-        ("headers_ms", pa.float64()),
-        ("ttft_ms", pa.float64()),
-        ("e2e_ms", pa.float64()),
-        ("chunks_ms", pa.list_(pa.float64())),
-        ("lags_ms", pa.list_(pa.float64())),
-        ("status", pa.int64()),
-        ("ok", pa.bool_()),
-        ("error", pa.string()),
-        ("error_detail", pa.string()),
-        ("output_tokens", pa.int64()),
-        ("usage_tokens", pa.int64()),
-        ("content_chunks", pa.int64()),
-        ("max_tokens", pa.int64()),
-    ]
-)
+LIST_COLUMNS = LIST_FIELDS
+SCHEMA = arrow_schema()  # derived from relaybench.records.Record: the one field list
 
 _PARSE = pajson.ParseOptions(explicit_schema=SCHEMA, unexpected_field_behavior="ignore")
 _BLOCK = 1 << 22  # 4 MiB blocks parse in parallel; a block grows to hold any longer line
@@ -168,7 +144,7 @@ def load_records(run_dir: Path) -> Records:
     tables: list[pa.Table] = []
     skipped: list[str] = []
     for path in files:
-        table, notes = _read_file(path)
+        table, notes = read_file(path)
         skipped += notes
         if table.num_rows:
             tables.append(table)
@@ -228,7 +204,7 @@ def list_diffs(series: pd.Series) -> np.ndarray:
     return np.diff(values)[same_row]
 
 
-def _read_file(path: Path) -> tuple[pa.Table, list[str]]:
+def read_file(path: Path) -> tuple[pa.Table, list[str]]:
     data = path.read_bytes()
     notes: list[str] = []
     if data and not data.endswith(b"\n"):
@@ -259,15 +235,7 @@ def _parse(data: bytes) -> pa.Table:
     return pajson.read_json(io.BytesIO(data), read_options=read, parse_options=_PARSE)
 
 
-_TYPES: dict[str, tuple[type, ...]] = {
-    "target": (str,),
-    "start_ns": (int,),
-    "ok": (bool,),
-    "ttft_ms": (int, float, type(None)),
-    "e2e_ms": (int, float, type(None)),
-    "chunks_ms": (list, type(None)),
-    "lags_ms": (list, type(None)),
-}
+_KEYS = ("target", "start_ns", "ok")  # a line without these cannot be placed or counted
 
 
 def _valid_lines(data: bytes) -> tuple[list[bytes], list[int]]:
@@ -290,12 +258,5 @@ def _valid_lines(data: bytes) -> tuple[list[bytes], list[int]]:
 
 
 def _sane(obj: dict) -> bool:
-    for key, types in _TYPES.items():
-        value = obj.get(key)
-        if key in ("target", "start_ns", "ok") and value is None:
-            return False
-        if value is not None and not isinstance(value, types):
-            return False
-        if isinstance(value, list) and not all(isinstance(v, int | float) for v in value):
-            return False
-    return True
+    """Every value present has its declared type; the key fields are there."""
+    return all(obj.get(key) is not None for key in _KEYS) and not problems(obj, complete=False)

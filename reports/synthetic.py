@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import orjson
 
+from relaybench.records import HTTP_429, new_record
+
 T0_NS = 1_790_000_000_000_000_000  # a fixed Unix time (2026-09) so reports are reproducible
 
 
@@ -181,19 +183,18 @@ def _lines(spec, target, step, users, send, intended, ttft, e2e, chunks, lags, f
     chunks_l = np.round(chunks, 3).tolist()
     lags_l = np.round(lags, 4).tolist()
     failed_l = failed.tolist()
-    worker = f"w{1000}"
-    rate = spec.open_loop_rate
+    base = new_record(
+        target=target.name, worker="w1000", seq=0, stream=target.stream, users=users, step=step,
+        rate=spec.open_loop_rate, start_ns=0, max_tokens=tokens,
+    )  # fmt: skip
+    failure = {
+        **base, "headers_ms": 2.0, "e2e_ms": 2.5, "status": 429, "error": HTTP_429,
+        "error_detail": "rate limited",
+    }  # fmt: skip
     out = []
     for i in range(n):
         if failed_l[i]:
-            record = {
-                "target": target.name, "worker": worker, "seq": i, "stream": target.stream,
-                "users": users, "step": step, "rate": rate, "intended_ns": intended_l[i],
-                "start_ns": send_l[i], "headers_ms": 2.0, "ttft_ms": None, "e2e_ms": 2.5,
-                "chunks_ms": [], "lags_ms": None, "status": 429, "ok": False,
-                "error": "http_429", "error_detail": "rate limited", "output_tokens": 0,
-                "usage_tokens": None, "content_chunks": 0, "max_tokens": tokens,
-            }  # fmt: skip
+            record = {**failure, "seq": i, "intended_ns": intended_l[i], "start_ns": send_l[i]}
         else:
             if target.stream:
                 chunk_list = chunks_l[i]
@@ -202,13 +203,11 @@ def _lines(spec, target, step, users, send, intended, ttft, e2e, chunks, lags, f
                 chunk_list = [e2e_l[i]]
                 lag_list = [lags_l[i][0]] if target.stamps else None
             record = {
-                "target": target.name, "worker": worker, "seq": i, "stream": target.stream,
-                "users": users, "step": step, "rate": rate, "intended_ns": intended_l[i],
-                "start_ns": send_l[i], "headers_ms": 1.0 if target.stream else e2e_l[i],
-                "ttft_ms": ttft_l[i], "e2e_ms": e2e_l[i], "chunks_ms": chunk_list,
-                "lags_ms": lag_list, "status": 200, "ok": True, "error": None,
-                "error_detail": None, "output_tokens": tokens, "usage_tokens": tokens,
-                "content_chunks": len(chunk_list), "max_tokens": tokens,
+                **base, "seq": i, "intended_ns": intended_l[i], "start_ns": send_l[i],
+                "headers_ms": 1.0 if target.stream else e2e_l[i], "ttft_ms": ttft_l[i],
+                "e2e_ms": e2e_l[i], "chunks_ms": chunk_list, "lags_ms": lag_list, "status": 200,
+                "ok": True, "output_tokens": tokens, "usage_tokens": tokens,
+                "content_chunks": len(chunk_list),
             }  # fmt: skip
         out.append(orjson.dumps(record) + b"\n")
     return out

@@ -26,11 +26,10 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from loadtests.outcome import ERROR_TYPES
 from relaybench.errors import UsageError
+from relaybench.records import ERROR_TYPES, PERCENTILES, STAT_KEYS
 
 DISTRIBUTIONS = ("ttft_ms", "itl_ms", "e2e_ms", "first_token_lag_ms", "chunk_lag_ms")
-STAT_KEYS = ("count", "mean", "p50", "p90", "p95", "p99", "max")
 SCALARS = ("requests", "ok", "error_rate", "output_tokens", "output_tokens_per_s", "requests_per_s")
 
 TARGET_METRICS: tuple[str, ...] = (
@@ -39,7 +38,7 @@ TARGET_METRICS: tuple[str, ...] = (
     *(f"{dist}.{stat}" for dist in DISTRIBUTIONS for stat in STAT_KEYS),
 )
 
-DERIVED_STATS = ("mean", "p50", "p90", "p95", "p99")
+DERIVED_STATS = ("mean", *PERCENTILES)
 DERIVED_FAMILIES = {
     "relay_added_ttft_ms": "relay ttft_ms minus direct ttft_ms (same statistic)",
     "relay_added_first_token_lag_ms": "relay first_token_lag_ms minus direct's",
