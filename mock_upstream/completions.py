@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from mock_upstream import content
-from mock_upstream.config import MAX_BODY_BYTES
+from mock_upstream.config import MAX_BODY_BYTES, MAX_DRAIN_BYTES
 from mock_upstream.errors import ApiError, BadRequest, ConnectionCut, TooLarge
 from mock_upstream.faults import Fault, draw_fault
 from mock_upstream.latency import Plan, make_plan
@@ -69,9 +69,9 @@ class _Watch:
 async def _read_body(scope: Scope, receive: Receive) -> bytes:
     """The whole request body; the shared reader's refusals become the mock's API errors."""
     try:
-        return await asgi.read_body(scope, receive, MAX_BODY_BYTES)
-    except asgi.BodyTooLarge:
-        raise TooLarge(MAX_BODY_BYTES) from None
+        return await asgi.read_body(scope, receive, MAX_BODY_BYTES, drain=MAX_DRAIN_BYTES)
+    except asgi.BodyTooLarge as exc:
+        raise TooLarge(MAX_BODY_BYTES, drained=exc.drained) from None
     except asgi.BadContentLength as exc:
         raise BadRequest(str(exc), param="Content-Length") from None
 
@@ -94,10 +94,7 @@ async def send_json(
 
 
 async def send_error(send: Send, exc: ApiError) -> None:
-    extra = list(exc.headers)
-    if exc.status == 413:
-        extra.append((b"connection", b"close"))  # the unread rest of the body is not wanted
-    await send_json(send, exc.status, exc.body(), extra)
+    await send_json(send, exc.status, exc.body(), list(exc.headers))
 
 
 def _chunk_gaps(plan: Plan, per_chunk: int) -> list[float]:

@@ -8,6 +8,7 @@ from mock_upstream.faults import FaultRate
 from mock_upstream.latency import Distribution
 
 MAX_BODY_BYTES = 1 << 20  # larger request bodies get 413
+MAX_DRAIN_BYTES = 8 << 20  # refused bodies up to this are read to the end so the 413 is readable
 
 
 @dataclass(frozen=True)

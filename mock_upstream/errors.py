@@ -2,7 +2,7 @@
 
     ApiError            any 4xx/5xx answer: status, message, type, code, param, headers
     ├── BadRequest      400 invalid_request_error (bad JSON, field, header or fault form)
-    └── TooLarge        413 (request body over 1 MiB)
+    └── TooLarge        413 (request body over 1 MiB; read to its end up to 8 MiB first)
     ConnectionCut       not an answer: makes the server drop the connection mid-response
                         (the ``disconnect-after`` fault); the CLI's log filter keeps it quiet
 
@@ -54,9 +54,15 @@ class BadRequest(ApiError):
 
 
 class TooLarge(ApiError):
-    def __init__(self, limit: int) -> None:
+    """``drained``: the rest of the body was read; else the answer closes the connection."""
+
+    def __init__(self, limit: int, *, drained: bool = False) -> None:
         super().__init__(
-            413, f"request body exceeds {limit} bytes", code="request_too_large", param=None
+            413,
+            f"request body exceeds {limit} bytes",
+            code="request_too_large",
+            param=None,
+            headers=() if drained else ((b"connection", b"close"),),
         )
 
 

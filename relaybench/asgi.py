@@ -20,9 +20,12 @@ class BodyError(Exception):
 
 
 class BodyTooLarge(BodyError):
-    def __init__(self, limit: int) -> None:
+    """``drained``: the whole body was read (and dropped), so the connection can carry on."""
+
+    def __init__(self, limit: int, *, drained: bool = False) -> None:
         super().__init__(f"request body over {limit} bytes")
         self.limit = limit
+        self.drained = drained
 
 
 class BadContentLength(BodyError):
@@ -30,15 +33,22 @@ class BadContentLength(BodyError):
         super().__init__("the Content-Length header is not a number")
 
 
-async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    """The whole body, refused early by a declared Content-Length or as soon as it passes limit."""
+async def read_body(scope: Scope, receive: Receive, limit: int, *, drain: int = 0) -> bytes:
+    """The whole body, refused early by a declared Content-Length or as soon as it passes limit.
+
+    With ``drain`` > 0 a refused body of at most ``drain`` bytes in all is first read to its end
+    and dropped: an HTTP/1.1 client sends its whole body before it reads the answer, and a server
+    that closes on unread bytes makes the kernel reset the connection under that answer. Bigger
+    bodies are refused at once (``drained`` False: the server should close the connection).
+    """
+    declared = -1
     for name, value in scope["headers"]:
         if name == b"content-length":
             try:
                 declared = int(value)
             except ValueError:
                 raise BadContentLength from None
-            if declared > limit:
+            if declared > limit and declared > drain:
                 raise BodyTooLarge(limit)
             break
     chunks: list[bytes] = []
@@ -49,8 +59,14 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
             raise ClientDisconnected
         chunk = message.get("body", b"")
         size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(limit)
+        more = message.get("more_body", False)
+        if size > limit or declared > limit:
+            if size > drain:
+                raise BodyTooLarge(limit)
+            chunks.clear()
+            if not more:
+                raise BodyTooLarge(limit, drained=True)
+            continue
         chunks.append(chunk)
-        if not message.get("more_body", False):
+        if not more:
             return b"".join(chunks)

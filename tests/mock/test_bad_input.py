@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
 import sys
@@ -171,3 +172,54 @@ def test_bad_flags_exit_2_with_a_message_and_no_traceback() -> None:
         assert proc.returncode == 2
         assert message in proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+def _big_body() -> bytes:
+    return b'{"messages":[{"role":"user","content":"' + b"x" * (2 << 20) + b'"}]}'
+
+
+async def _chunked(body: bytes):
+    for k in range(0, len(body), 65536):
+        yield body[k : k + 65536]
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_413_is_readable_on_a_keep_alive_connection(mock_url: str, chunked: bool) -> None:
+    """A 2 MiB body is read to its end and dropped, so the client reads the 413 every time."""
+
+    async def tries() -> list[int]:
+        body = _big_body()
+        statuses = []
+        async with httpx.AsyncClient(timeout=15) as client:
+            for _ in range(20):
+                content = _chunked(body) if chunked else body
+                r = await client.post(mock_url + CHAT_URL, content=content)
+                assert r.json()["error"]["code"] == "request_too_large"
+                statuses.append(r.status_code)
+        return statuses
+
+    assert asyncio.run(tries()) == [413] * 20
+
+
+def test_413_keeps_the_connection_when_the_body_was_read(mock_url: str) -> None:
+    with httpx.Client(timeout=15) as client:
+        assert client.post(mock_url + CHAT_URL, content=_big_body()).status_code == 413
+        assert "connection" not in client.post(mock_url + CHAT_URL, content=_big_body()).headers
+        assert client.post(mock_url + CHAT_URL, json={"messages": CHAT}).status_code == 200
+
+
+def test_body_declared_over_the_drain_bound_is_refused_at_once(mock_url: str) -> None:
+    """Beyond 8 MiB the mock does not read the body: 413 at once, and the connection closes."""
+    host, port = mock_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (9 << 20)
+        )
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413"), head
+    assert b"connection: close" in head.lower()
+    assert b"request_too_large" in body
