@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from reports.folder import RunFolder, target_window_ns
+from reports.samples import schedule_lag_ms
 from reports.stats import quantile
 
 CONSTANT_RATE_SCENARIOS = ("constant", "poisson")
@@ -101,12 +102,6 @@ def _schedule_lag(name: str, rows: pd.DataFrame, limits: HealthLimits, reasons: 
             f"{limits.schedule_lag_p99_ms:.0f} ms): requests left later than scheduled, so the "
             f"asked arrival rate was not delivered on time."
         )
-
-
-def schedule_lag_ms(rows: pd.DataFrame) -> np.ndarray:
-    """``start_ns - intended_ns`` in ms for open-loop rows (NaN where no intended time)."""
-    intended = rows["intended_ns"].to_numpy(dtype=np.float64)
-    return (rows["start_ns"].to_numpy(dtype=np.float64) - intended) / 1e6
 
 
 def asked_rate(folder: RunFolder, rows: pd.DataFrame) -> float | None:

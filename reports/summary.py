@@ -1,6 +1,7 @@
 """summary.json, built from a run folder's raw records alone (CONTRACT.md, schema_version 1).
 
-Per target, which records feed what:
+Its schema is typed in ``relaybench.records`` (``Summary``, ``TargetSummary``, ``Stats``); which
+values feed each STATS block is ``reports.samples``'s rule, in short:
 
 - ``requests`` every record; ``ok`` records with ``ok: true``; ``errors`` counts ``error`` over
   the failed records (a failed record without a type counts as ``unknown``).
@@ -26,38 +27,39 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from reports import calibration
+from relaybench.records import SCHEMA_VERSION, UNKNOWN, Stats, Summary, TargetSummary
+from reports import calibration, samples
 from reports.folder import RunFolder, load_folder, target_window_ns
-from reports.health import check_health, schedule_lag_ms
+from reports.health import check_health
+from reports.samples import select
 from reports.stats import bootstrap_diff, stats
 
-SCHEMA_VERSION = 1
+OVERHEAD_METRICS = ("first_token_lag_ms", "chunk_lag_ms", "ttft_ms")
 
 
-def build_summary(run_dir: Path) -> dict:
+def build_summary(run_dir: Path) -> Summary:
     return summarize(load_folder(Path(run_dir)))
 
 
-def write_summary(run_dir: Path) -> dict:
+def write_summary(run_dir: Path) -> Summary:
     summary = build_summary(run_dir)
     save_summary(Path(run_dir), summary)
     return summary
 
 
-def save_summary(run_dir: Path, summary: dict) -> None:
+def save_summary(run_dir: Path, summary: Summary) -> None:
     path = Path(run_dir) / "summary.json"
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
     tmp.replace(path)
 
 
-def summarize(folder: RunFolder) -> dict:
+def summarize(folder: RunFolder) -> Summary:
     groups = folder.groups()
     targets = {name: target_summary(folder, name, rows) for name, rows in groups.items()}
-    summary = {
+    summary: Summary = {
         "schema_version": SCHEMA_VERSION,
         "run": run_block(folder, targets),
         "targets": targets,
@@ -93,44 +95,40 @@ def run_block(folder: RunFolder, targets: dict) -> dict:
     return block
 
 
-def target_summary(folder: RunFolder, name: str, rows: pd.DataFrame) -> dict:
+def target_summary(folder: RunFolder, name: str, rows: pd.DataFrame) -> TargetSummary:
+    def of(metric: str) -> Stats:
+        return stats(select(folder.records, rows, metric).values)
+
     ok_mask = rows["ok"].to_numpy(dtype=bool)
-    ok_rows = rows[ok_mask]
-    failed = rows[~ok_mask]
-    errors = failed["error"].fillna("unknown").value_counts()
+    errors = rows[~ok_mask]["error"].fillna(UNKNOWN).value_counts()
     started, ended = target_window_ns(folder, name, rows)
     seconds = (ended - started) / 1e9
     tokens = int(rows["output_tokens"].sum())
     meta = folder.target_meta(name)
-    out: dict = {
+    first_lags = of("first_token_lag_ms")
+    out: TargetSummary = {
         "requests": len(rows),
         "ok": int(ok_mask.sum()),
         "errors": {str(k): int(v) for k, v in sorted(errors.items())},
-        "ttft_ms": stats(ok_rows["ttft_ms"].to_numpy(dtype=np.float64)),
-        "itl_ms": stats(folder.lists("chunks_ms").diffs(ok_rows["row"])),
-        "e2e_ms": stats(ok_rows["e2e_ms"].to_numpy(dtype=np.float64)),
+        "ttft_ms": of("ttft_ms"),
+        "itl_ms": of("itl_ms"),
+        "e2e_ms": of("e2e_ms"),
         "output_tokens": tokens,
         "output_tokens_per_s": round(tokens / seconds, 3),
         "requests_per_s": round(len(rows) / seconds, 3),
-        "first_token_lag_ms": None,
-        "chunk_lag_ms": None,
+        "first_token_lag_ms": first_lags if first_lags["count"] else None,
+        "chunk_lag_ms": of("chunk_lag_ms") if first_lags["count"] else None,
         "error_rate": round(1 - ok_mask.mean(), 6) if len(rows) else None,
         "duration_s": round(seconds, 3),
         "stream": bool(meta.get("stream", rows["stream"].all())),
         "kind": meta.get("kind"),
-        "headers_ms": stats(ok_rows["headers_ms"].to_numpy(dtype=np.float64)),
-        "usage_mismatches": usage_mismatches(ok_rows),
+        "headers_ms": of("headers_ms"),
+        "usage_mismatches": usage_mismatches(samples.ok(rows)),
     }
-    lag_list = folder.lists("lags_ms")
-    lags = lag_list.select(rows["row"])
-    if lags.size:
-        out["first_token_lag_ms"] = stats(lag_list.firsts(rows["row"]))
-        out["chunk_lag_ms"] = stats(lags)
     if rows["intended_ns"].notna().any():
-        waited = schedule_lag_ms(ok_rows)
-        out["schedule_lag_ms"] = stats(schedule_lag_ms(rows))
-        out["ttft_response_ms"] = stats(ok_rows["ttft_ms"].to_numpy(dtype=np.float64) + waited)
-        out["e2e_response_ms"] = stats(ok_rows["e2e_ms"].to_numpy(dtype=np.float64) + waited)
+        out["schedule_lag_ms"] = of("schedule_lag_ms")
+        out["ttft_response_ms"] = of("ttft_response_ms")
+        out["e2e_response_ms"] = of("e2e_response_ms")
     return out
 
 
@@ -159,30 +157,18 @@ def overhead(names: list[str], groups: dict[str, pd.DataFrame], folder: RunFolde
     direct = groups.get("direct")
     if direct is None:
         return {}
-    lag_list = folder.lists("lags_ms")
-    direct_ok = direct[direct["ok"].to_numpy(dtype=bool)]
-    base = {
-        "first_token_lag_ms": (lag_list.firsts(direct["row"]), None),
-        "chunk_lag_ms": lag_list.select_with_rows(direct["row"]),
-        "ttft_ms": (direct_ok["ttft_ms"].to_numpy(dtype=np.float64), None),
-    }
+    base = {metric: select(folder.records, direct, metric) for metric in OVERHEAD_METRICS}
     out: dict = {}
     for seed, name in enumerate(names):
         if name == "direct" or not is_relay(name, folder.target_meta(name)):
             continue
         rows = groups[name]
-        ok_rows = rows[rows["ok"].to_numpy(dtype=bool)]
-        other = {
-            "first_token_lag_ms": (lag_list.firsts(rows["row"]), None),
-            "chunk_lag_ms": lag_list.select_with_rows(rows["row"]),
-            "ttft_ms": (ok_rows["ttft_ms"].to_numpy(dtype=np.float64), None),
-        }
         block = {}
-        for metric, (values, clusters) in other.items():
-            base_values, base_clusters = base[metric]
-            if values.size and base_values.size:
+        for metric in OVERHEAD_METRICS:
+            a, b = base[metric], select(folder.records, rows, metric)
+            if a.values.size and b.values.size:
                 block[f"added_{metric}_p50"] = bootstrap_diff(
-                    base_values, values, 50, seed=seed, groups_a=base_clusters, groups_b=clusters
+                    a.values, b.values, 50, seed=seed, groups_a=a.rows, groups_b=b.rows
                 )
         block["stream"] = bool(folder.target_meta(name).get("stream", rows["stream"].all()))
         out[name] = block
