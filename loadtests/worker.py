@@ -47,7 +47,7 @@ from locust.stats import PERCENTILES_TO_REPORT, StatsCSV, StatsCSVFileWriter  # 
 from loadtests import shapes  # noqa: E402
 from loadtests.sink import CpuSampler, RecordWriter, worker_id  # noqa: E402
 from loadtests.user import ChatUser, LoadContext, make_user_class  # noqa: E402
-from relaybench.procs import OWNED_CHILD  # noqa: E402
+from relaybench.procs import die_with_parent, owned_child  # noqa: E402
 from relaybench.run.config import LoadConfig, ShapeParams  # noqa: E402
 
 T0_MESSAGE = "relaybench_t0"
@@ -257,7 +257,7 @@ def run_master(cfg: LoadConfig, config_path: Path) -> int:
     procs = [
         subprocess.Popen(
             [*argv, "--master-port", str(port)],
-            **OWNED_CHILD,  # we forward signals ourselves, by PID
+            **owned_child(),  # we forward signals ourselves, by PID
         )
         for _ in range(cfg.processes)
     ]
@@ -343,6 +343,7 @@ def run_worker(cfg: LoadConfig, master_host: str, master_port: int) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    die_with_parent()
     parser = argparse.ArgumentParser(prog="python -m loadtests.worker")
     parser.add_argument("config", type=Path, help="LoadConfig JSON written by relaybench run")
     parser.add_argument("--role", choices=("local", "master", "worker"), default="local")

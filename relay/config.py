@@ -14,6 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from relaybench.cliargs import (
+    Parser,
+    non_negative_float,
+    non_negative_int,
+    on_off,
+    port,
+    positive_int,
+)
 from relaybench.errors import UsageError
 
 
@@ -53,40 +61,7 @@ class RelayConfig:
 
 
 def _ms(value: str) -> float:
-    number = float(value)
-    if number < 0:
-        raise ValueError("must be >= 0")
-    return number / 1000.0
-
-
-def _nonneg_int(value: str) -> int:
-    number = int(value)
-    if number < 0:
-        raise ValueError("must be >= 0")
-    return number
-
-
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError("must be >= 1")
-    return number
-
-
-def _port(value: str) -> int:
-    number = int(value)
-    if not 0 <= number <= 65535:
-        raise ValueError("must be 0..65535")
-    return number
-
-
-def _on_off(value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in ("on", "true", "1", "yes"):
-        return True
-    if lowered in ("off", "false", "0", "no"):
-        return False
-    raise ValueError("must be on or off")
+    return non_negative_float(value) / 1000.0
 
 
 def _choice(*allowed: str) -> Callable[[str], str]:
@@ -111,27 +86,27 @@ def _url(value: str) -> str:
 # flag, field, parser, default (as the flag's text), help. The env var is RELAY_<FLAG>.
 OPTIONS: list[tuple[str, str, Callable[[str], Any], str, str]] = [
     ("--host", "host", str, "127.0.0.1", "interface to listen on"),
-    ("--port", "port", _port, "8080", "port to listen on (0: OS-chosen)"),
+    ("--port", "port", port, "8080", "port to listen on (0: OS-chosen)"),
     ("--upstream-url", "upstream_url", _url, "http://127.0.0.1:8000", "OpenAI-compatible base"),
     ("--upstream-api-key", "upstream_api_key", str, "", "provider key sent upstream"),
     ("--keys-file", "keys_file", Path, "", "JSON keys file (hashes + plans)"),
     ("--jwt-secret", "jwt_secret", str, "", "HS256 secret for client JWTs"),
     ("--redis-url", "redis_url", str, "", "shared rate limits (unset: in-memory)"),
     ("--allowed-origins", "allowed_origins", _csv, "", "CORS allowlist, comma-separated"),
-    ("--auth", "auth", _on_off, "on", "on|off: authenticate clients"),
+    ("--auth", "auth", on_off, "on", "on|off: authenticate clients"),
     ("--anon-plan", "anon_plan", str, "basic", "plan applied per client IP when auth is off"),
     ("--connect-timeout-ms", "connect_timeout_s", _ms, "5000", "upstream connect timeout"),
     ("--first-token-timeout-ms", "first_token_timeout_s", _ms, "60000", "wait for 1st byte"),
     ("--idle-timeout-ms", "idle_timeout_s", _ms, "30000", "longest gap between chunks"),
     ("--keepalive-ms", "keepalive_s", _ms, "0", "SSE comment interval before the first token"),
-    ("--max-retries", "max_retries", _nonneg_int, "2", "retries before the first byte"),
+    ("--max-retries", "max_retries", non_negative_int, "2", "retries before the first byte"),
     ("--retry-base-ms", "retry_base_s", _ms, "100", "first backoff (doubles, jittered)"),
     ("--retry-after-cap-ms", "retry_after_cap_s", _ms, "2000", "longest Retry-After honoured"),
     ("--retry-deadline-ms", "retry_deadline_s", _ms, "10000", "total time for all attempts"),
-    ("--pool-max-connections", "pool_max_connections", _positive_int, "1000", "upstream pool"),
-    ("--pool-max-keepalive", "pool_max_keepalive", _nonneg_int, "200", "idle upstream conns"),
+    ("--pool-max-connections", "pool_max_connections", positive_int, "1000", "upstream pool"),
+    ("--pool-max-keepalive", "pool_max_keepalive", non_negative_int, "200", "idle upstream conns"),
     ("--pool-timeout-ms", "pool_timeout_s", _ms, "5000", "wait for a pool connection"),
-    ("--max-body-bytes", "max_body_bytes", _positive_int, "1048576", "request body limit"),
+    ("--max-body-bytes", "max_body_bytes", positive_int, "1048576", "request body limit"),
     ("--grace-ms", "grace_s", _ms, "3000", "on SIGTERM, let streams finish this long"),
     ("--ratelimit-fail", "ratelimit_fail", _choice("open", "closed"), "open", "Redis down"),
     ("--redis-timeout-ms", "redis_timeout_s", _ms, "250", "Redis socket timeouts"),
@@ -139,8 +114,8 @@ OPTIONS: list[tuple[str, str, Callable[[str], Any], str, str]] = [
     ("--forward-header-prefixes", "forward_header_prefixes", _csv, "x-mock-", "sent upstream"),
     ("--default-model", "default_model", str, "gpt-4o-mini", "model for /api/chat/stream"),
     ("--log-level", "log_level", _choice("debug", "info", "warning", "error"), "info", "logs"),
-    ("--workers", "workers", _positive_int, "1", "processes sharing the port (SO_REUSEPORT)"),
-    ("--reuse-port", "reuse_port", _on_off, "off", "on|off: SO_REUSEPORT, for several relays"),
+    ("--workers", "workers", positive_int, "1", "processes sharing the port (SO_REUSEPORT)"),
+    ("--reuse-port", "reuse_port", on_off, "off", "on|off: SO_REUSEPORT, for several relays"),
 ]
 
 
@@ -148,8 +123,8 @@ def env_name(flag: str) -> str:
     return "RELAY_" + flag.lstrip("-").replace("-", "_").upper()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> Parser:
+    parser = Parser(
         prog="relaybench relay",
         description="The bundled relay. Every flag also reads its RELAY_* environment variable.",
     )
@@ -181,6 +156,6 @@ def parse_config(argv: Sequence[str], env: Mapping[str, str]) -> RelayConfig:
             continue
         try:
             values[dest] = convert(raw)
-        except ValueError as exc:
+        except (ValueError, argparse.ArgumentTypeError) as exc:
             raise UsageError(f"{source}={raw!r}: {exc}") from None
     return RelayConfig(**values)

@@ -6,10 +6,14 @@ we read its port from that line, so port 0 (OS-chosen) works everywhere. Its out
 being drained by a thread, so a chatty server never blocks on a full pipe, and the last lines
 are kept for the error message when it dies.
 
-A server runs in its own session (Ctrl-C reaches only us, and we stop it by PID), so it would
-outlive a harness that is killed outright (SIGKILL, a CI timeout). On Linux the kernel is asked
-to send it SIGTERM when its parent goes (``PR_SET_PDEATHSIG``). "Parent" is the thread that
-started it: start servers from a thread that outlives them (the main thread, as everywhere here).
+A child runs in its own session (Ctrl-C reaches only us, and we stop it by PID), so it would
+outlive a harness that is killed outright (SIGKILL, a CI timeout). Every child the project starts
+therefore calls ``die_with_parent()`` first thing: on Linux it asks the kernel for SIGTERM when
+its parent goes (``PR_SET_PDEATHSIG``), then exits at once if that parent is already gone (the
+expected parent PID comes in ``RELAYBENCH_PARENT_PID``, set by ``owned_child()``). This is done
+in the child itself, not with Popen's ``preexec_fn``, which is unsafe once threads run.
+"Parent" is the thread that started the child: start children from a thread that outlives them
+(the main thread, as everywhere here).
 """
 
 from __future__ import annotations
@@ -23,26 +27,42 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
+from typing import Any
 
 from relaybench.errors import RelaybenchError
 
 _LISTENING = re.compile(r"listening on (http://\S+)")
 _PR_SET_PDEATHSIG = 1
+PARENT_PID_ENV = "RELAYBENCH_PARENT_PID"
 
 
-def _die_with_parent() -> None:
-    """Runs in the child between fork and exec: SIGTERM it when its parent dies."""
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+def owned_child(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Popen arguments for a child the project owns (servers, Locust masters and workers).
+
+    Its own session, so Ctrl-C reaches only us; ``env`` (default: ours) plus our PID, which the
+    child's ``die_with_parent()`` checks.
+    """
+    return {
+        "start_new_session": True,
+        "env": {**(os.environ if env is None else env), PARENT_PID_ENV: str(os.getpid())},
+    }
 
 
-# Popen arguments for any child the project owns (servers, Locust masters and workers): its own
-# session, so Ctrl-C reaches only us, and ended by the kernel if we die without stopping it.
-OWNED_CHILD: dict = {
-    "start_new_session": True,
-    "preexec_fn": _die_with_parent if sys.platform == "linux" else None,
-}
+def die_with_parent() -> None:
+    """Called first thing by every entry point the project spawns: end with the parent.
+
+    A no-op in a process not started through ``owned_child()``. The variable is removed, so
+    processes this one starts some other way do not inherit a stale parent PID.
+    """
+    expected = os.environ.pop(PARENT_PID_ENV, None)
+    if expected is None:
+        return
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if str(os.getppid()) != expected:  # it died before the request above: nobody would tell us
+        raise SystemExit(f"parent process {expected} is gone; exiting")
 
 
 class ServerProcess:
@@ -81,9 +101,8 @@ class ServerProcess:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             text=True,
-            env=self.env,
             cwd=self.cwd,
-            **OWNED_CHILD,  # Ctrl-C reaches us, and we stop it ourselves, by PID
+            **owned_child(self.env),  # Ctrl-C reaches us, and we stop it ourselves, by PID
         )
         self._reader = threading.Thread(target=self._drain, name=f"{self.name}-out", daemon=True)
         self._reader.start()

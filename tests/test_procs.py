@@ -8,10 +8,11 @@ import subprocess
 import sys
 import time
 
+import psutil
 import pytest
 
 from relaybench.errors import RelaybenchError
-from relaybench.procs import ServerProcess
+from relaybench.procs import PARENT_PID_ENV, ServerProcess, owned_child
 
 PARENT = """
 import sys, time
@@ -64,3 +65,34 @@ def test_a_server_does_not_outlive_a_killed_harness() -> None:
             parent.wait()
         if child is not None and _alive(child):
             os.kill(child, signal.SIGKILL)  # the test failed: still leave nothing running
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux-only")
+def test_relay_workers_die_within_5_s_of_a_killed_relay(start_server) -> None:
+    relay = start_server("relay", "--auth", "off", "--workers", "3")
+    assert relay.pid is not None
+    workers = psutil.Process(relay.pid).children()
+    assert len(workers) == 2
+    os.kill(relay.pid, signal.SIGKILL)  # no handler runs: only the workers' own request helps
+    _, alive = psutil.wait_procs(workers, timeout=5)
+    for proc in alive:  # the test failed: still leave nothing running
+        proc.kill()
+    assert not alive, f"relay workers outlived their killed parent: {[p.pid for p in alive]}"
+
+
+def test_a_child_whose_parent_is_already_gone_exits_at_once() -> None:
+    code = "from relaybench.procs import die_with_parent; die_with_parent(); print('alive')"
+    env = {**os.environ, PARENT_PID_ENV: "1"}  # not our parent: as if it died and we were adopted
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 1
+    assert "alive" not in done.stdout and "parent process 1 is gone" in done.stderr
+
+
+def test_owned_children_get_our_pid_and_no_preexec_fn() -> None:
+    kwargs = owned_child({"A": "b"})
+    assert kwargs == {
+        "start_new_session": True,
+        "env": {"A": "b", PARENT_PID_ENV: str(os.getpid())},
+    }

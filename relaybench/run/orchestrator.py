@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 
 from relaybench.errors import RelaybenchError
-from relaybench.procs import OWNED_CHILD
+from relaybench.procs import owned_child
 from relaybench.run.config import LoadConfig, Target
 from relaybench.run.servers import BenchServers, MockSettings, check_reachable, http_json
 
@@ -219,7 +219,7 @@ class Orchestrator:
             if cfg.remote_workers:
                 config_path = self._remote_config(cfg)
             argv = [sys.executable, "-m", "loadtests.worker", str(config_path), "--role", role]
-            self._child = subprocess.Popen(argv, **OWNED_CHILD)
+            self._child = subprocess.Popen(argv, **owned_child())
             try:
                 return self._wait_child(cfg)
             finally:
