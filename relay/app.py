@@ -124,26 +124,32 @@ class Relay:
         fields: dict[str, Any] = scope["relay.log"]
         principal: Principal = scope["relay.principal"]
         fields["principal"] = principal.id
+        rate: list[tuple[bytes, bytes]] = []  # X-RateLimit-* of this request's charge
         try:
             if self.draining:
                 raise Unavailable("the relay is shutting down", code="shutting_down")
             document = parse_json(await read_body(scope, receive, self.config.max_body_bytes))
             body, stream, strip_usage = self._prepare(document, classic)
-            decision = await self.limiter.check(principal)
+            # The slot first: a request refused for too many concurrent streams uses up none
+            # of the minute budget.
             with self.slots.hold(principal):
-                extra = [] if decision is None else decision.header_pairs()
+                decision = await self.limiter.check(principal)
+                rate = [] if decision is None else decision.header_pairs()
                 headers = self.upstream.headers(
                     stream, scope["relay.request_id"], self._forwarded(scope)
                 )
                 await self._exchange(
-                    send, receive, body, headers, stream, strip_usage, extra, fields
+                    send, receive, body, headers, stream, strip_usage, rate, fields
                 )
         except ClientDisconnected:
             fields["outcome"] = "client_gone"
             self.metrics.client_disconnects += 1
         except RelayError as error:
             fields["outcome"] = error.code
-            await send_json_error(send, error)
+            if "X-RateLimit-Limit" not in error.headers:  # refused before any charge: peek
+                peeked = await self.limiter.peek(principal)
+                rate = [] if peeked is None else peeked.header_pairs()
+            await send_json_error(send, error, rate)
 
     def _prepare(self, document: dict[str, Any], classic: bool) -> tuple[bytes, bool, bool]:
         """Validate, and build the upstream body: (body, stream, relay asked for usage)."""
@@ -217,7 +223,7 @@ class Relay:
             if isinstance(error, UpstreamError):
                 self.metrics.upstream_errors[error.kind] += 1
             if not started[0]:
-                await send_json_error(send, error)
+                await send_json_error(send, error, extra)
             else:
                 await send({"type": "http.response.body", "body": error.sse_line()})
         finally:

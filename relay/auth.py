@@ -52,6 +52,7 @@ class Authenticator:
         if not token:
             raise Unauthorized("missing credentials: send Authorization: Bearer <key> or X-API-Key")
         if token.count(".") == 2:
+            self.keys.refresh(time.monotonic())  # a JWT's plan is looked up in the file's table
             return self._from_jwt(token)
         found = self.keys.plan_for_key(token, time.monotonic())
         if found is None:
@@ -72,11 +73,15 @@ class Authenticator:
             raise Unauthorized("JWT expired", code="token_expired") from None
         except jwt.InvalidTokenError as exc:
             raise Unauthorized(f"invalid JWT: {exc}", code="invalid_token") from None
+        subject = claims.get("sub")
+        if not isinstance(subject, str) or not subject.strip():
+            # Every such token would share one principal (and its limits): refuse it.
+            raise Unauthorized("JWT 'sub' must be a non-empty string", code="invalid_token")
         plan_name = claims.get("plan", "basic")
         plan = self.keys.plans.get(plan_name) if isinstance(plan_name, str) else None
         if plan is None:
             raise Unauthorized(f"JWT plan {plan_name!r} is not a known plan", code="invalid_token")
-        return Principal(f"jwt:{claims['sub']}", plan)
+        return Principal(f"jwt:{subject}", plan)
 
 
 class AuthMiddleware:

@@ -48,6 +48,7 @@ class RelayConfig:
     pool_max_connections: int = 1000
     pool_max_keepalive: int = 200
     pool_timeout_s: float = 5.0
+    pool_idle_s: float = 4.0  # under the upstream's keep-alive (uvicorn's: 5 s): we close first
     max_body_bytes: int = 1024 * 1024
     grace_s: float = 3.0
     ratelimit_fail: str = "open"  # "open" admits when Redis is unreachable, "closed" answers 503
@@ -106,6 +107,7 @@ OPTIONS: list[tuple[str, str, Callable[[str], Any], str, str]] = [
     ("--pool-max-connections", "pool_max_connections", positive_int, "1000", "upstream pool"),
     ("--pool-max-keepalive", "pool_max_keepalive", non_negative_int, "200", "idle upstream conns"),
     ("--pool-timeout-ms", "pool_timeout_s", _ms, "5000", "wait for a pool connection"),
+    ("--pool-idle-ms", "pool_idle_s", _ms, "4000", "close idle upstream connections after"),
     ("--max-body-bytes", "max_body_bytes", positive_int, "1048576", "request body limit"),
     ("--grace-ms", "grace_s", _ms, "3000", "on SIGTERM, let streams finish this long"),
     ("--ratelimit-fail", "ratelimit_fail", _choice("open", "closed"), "open", "Redis down"),

@@ -53,6 +53,7 @@ class _Connection(asyncio.Protocol):
     def start(self) -> None:
         """Forget the previous response: a new request is about to be written."""
         self.active = True
+        self.received = False  # any byte of this response yet
         self.status = 0
         self.raw_headers: list[tuple[bytes, bytes]] = []
         self.head_done = False
@@ -73,6 +74,7 @@ class _Connection(asyncio.Protocol):
             self.error = httpx.RemoteProtocolError("the upstream sent unexpected data")
             self.close()
             return
+        self.received = True
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -242,20 +244,32 @@ class H1Pool:
             head.append(b"%s: %s\r\n" % (name, value))
         head.append(b"\r\n")
         head.append(body)
-        conn = await self._acquire()
-        try:
-            conn.start()
-            await self._write(conn, b"".join(head))
-            while not conn.head_done:
-                if conn.error is not None:
-                    raise conn.error
-                if conn.closed:
-                    raise httpx.RemoteProtocolError("the upstream closed the connection")
-                await conn.wait()
-        except BaseException:
-            self.release(conn, reusable=False)
-            raise
-        return H1Response(self, conn)
+        data = b"".join(head)
+        retried = False
+        while True:
+            conn, reused = await self._acquire(fresh=retried)
+            try:
+                conn.start()
+                await self._write(conn, data)
+                while not conn.head_done:
+                    if conn.error is not None:
+                        raise conn.error
+                    if conn.closed:
+                        raise httpx.RemoteProtocolError("the upstream closed the connection")
+                    await conn.wait()
+            except (httpx.WriteError, httpx.ReadError, httpx.RemoteProtocolError):
+                self.release(conn, reusable=False)
+                # A kept-alive connection the upstream closed just as it was reused: it ended
+                # without a byte of answer, so the upstream never took the request. Once more,
+                # on a new connection.
+                if reused and not conn.received and not retried:
+                    retried = True
+                    continue
+                raise
+            except BaseException:
+                self.release(conn, reusable=False)
+                raise
+            return H1Response(self, conn)
 
     async def _write(self, conn: _Connection, data: bytes) -> None:
         transport = conn.transport
@@ -270,18 +284,19 @@ class H1Pool:
             except TimeoutError:
                 raise httpx.WriteTimeout("timed out writing to the upstream") from None
 
-    async def _acquire(self) -> _Connection:
+    async def _acquire(self, fresh: bool) -> tuple[_Connection, bool]:
+        """A connection and whether it is a reused one; ``fresh``: never an idle one."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.pool_timeout
         while True:
             now = loop.time()
-            while self._idle:
+            while self._idle and not fresh:
                 conn = self._idle.pop()
                 if conn.closed or now - conn.idle_since > self.keepalive_expiry:
                     conn.close()
                     continue
                 self._busy.add(conn)
-                return conn
+                return conn, True
             if len(self._busy) + self._connecting < self.max_connections:
                 break
             waiter = loop.create_future()
@@ -307,7 +322,7 @@ class H1Pool:
             raise
         self._connecting -= 1
         self._busy.add(conn)
-        return conn
+        return conn, False
 
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> _Connection:
         try:

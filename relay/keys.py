@@ -17,9 +17,12 @@ import contextlib
 import datetime as dt
 import fcntl
 import hashlib
+import logging
+import math
 import os
 import secrets
 import sys
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +30,8 @@ from pathlib import Path
 import orjson
 
 from relaybench.errors import UsageError
+
+log = logging.getLogger("relay.keys")
 
 
 @dataclass(frozen=True)
@@ -69,24 +74,30 @@ def parse_plans(raw: object, where: str) -> dict[str, Plan]:
 
 
 class KeyStore:
-    """Hash -> plan lookups over the keys file; re-read when the file changes (at most 1/s)."""
+    """Hash -> plan lookups over the keys file.
+
+    Before every lookup the file's (mtime, size, inode) is compared with what was loaded, at
+    most once a second; a change is re-read, so an added key, a removed (revoked) key and a
+    plan change all apply within about a second, whichever keys are being presented. A file
+    that cannot be read or parsed keeps the last good table and logs a warning.
+    """
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self.plans: dict[str, Plan] = dict(DEFAULT_PLANS)
         self._plan_by_hash: dict[str, str] = {}
-        self._mtime_ns = -1
-        self._checked_at = 0.0
+        self._signature: tuple[int, int, int] | None = None
+        self._checked_at = -math.inf
         if path is not None:
             if not path.is_file():
                 raise UsageError(
                     f"keys file {path} does not exist (create it: relaybench keys new)"
                 )
-            self._load()
+            self._load(_signature(path.stat()))
+            self._checked_at = time.monotonic()
 
-    def _load(self) -> None:
+    def _load(self, signature: tuple[int, int, int]) -> None:
         assert self.path is not None
-        stat = self.path.stat()
         document = _read(self.path)
         plans = dict(DEFAULT_PLANS)
         plans.update(parse_plans(document.get("plans", {}), str(self.path)))
@@ -95,22 +106,35 @@ class KeyStore:
             if not isinstance(entry, Mapping) or not isinstance(entry.get("sha256"), str):
                 raise UsageError(f"{self.path}: every key needs a 'sha256' string")
             by_hash[entry["sha256"]] = str(entry.get("plan", "basic"))
-        self.plans, self._plan_by_hash, self._mtime_ns = plans, by_hash, stat.st_mtime_ns
+        self.plans, self._plan_by_hash, self._signature = plans, by_hash, signature
+
+    def refresh(self, now: float) -> None:
+        """Re-read the file if it changed; at most one ``stat`` per second (``now``: monotonic)."""
+        if self.path is None or now - self._checked_at < 1.0:
+            return
+        self._checked_at = now
+        try:
+            signature = _signature(self.path.stat())
+            if signature != self._signature:
+                self._load(signature)
+        except (OSError, UsageError) as exc:
+            log.warning(
+                "keys file not reloaded; keeping the last good one", extra={"error": str(exc)}
+            )
 
     def plan_for_key(self, key: str, now: float) -> tuple[str, Plan] | None:
         """(key id, plan) for a presented key, or None. The key id is a hash prefix, safe to log."""
+        self.refresh(now)
         digest = hash_key(key)
         name = self._plan_by_hash.get(digest)
-        if name is None and self.path is not None and now - self._checked_at >= 1.0:
-            self._checked_at = now
-            with contextlib.suppress(OSError, UsageError):
-                if self.path.stat().st_mtime_ns != self._mtime_ns:
-                    self._load()
-                    name = self._plan_by_hash.get(digest)
         if name is None:
             return None
         plan = self.plans.get(name)
         return (f"key:{digest[:16]}", plan) if plan else None
+
+
+def _signature(stat: os.stat_result) -> tuple[int, int, int]:
+    return stat.st_mtime_ns, stat.st_size, stat.st_ino
 
 
 def _read(path: Path) -> dict:

@@ -67,6 +67,16 @@ def gcra_step(tat: int | None, now: int, rpm: int) -> tuple[Decision, int | None
     return Decision(True, rpm, remaining, (new_tat - now) / 1e6, 0.0), new_tat
 
 
+def gcra_peek(tat: int | None, now: int, rpm: int) -> Decision:
+    """The key's budget at ``now`` without using any of it (for answers that charge nothing)."""
+    interval = max(1, PERIOD_US // rpm)
+    tau = interval * rpm
+    base = now if tat is None or tat < now else tat
+    remaining = max(0, (tau - (base - now)) // interval)
+    retry_after = 0.0 if remaining else (base + interval - tau - now) / 1e6
+    return Decision(remaining > 0, rpm, remaining, (base - now) / 1e6, retry_after)
+
+
 class MemoryBackend:
     name = "memory"
 
@@ -81,6 +91,9 @@ class MemoryBackend:
             if len(self._tat) > 100_000:  # drop keys that are fully replenished
                 self._tat = {k: t for k, t in self._tat.items() if t > now}
         return decision
+
+    async def peek(self, key: str, rpm: int) -> Decision:
+        return gcra_peek(self._tat.get(key), time.monotonic_ns() // 1000, rpm)
 
     async def close(self) -> None:
         return None
@@ -107,6 +120,23 @@ return {'1', string.format('%.0f', math.floor((tau - (new_tat - now)) / interval
 """
 
 
+# gcra_peek in Lua: read only. Returns {remaining, reset_us, retry_after_us}.
+_PEEK_LUA = """
+local rpm = tonumber(ARGV[1])
+local interval = math.max(1, math.floor(60000000 / rpm))
+local tau = interval * rpm
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tat = tonumber(redis.call('GET', KEYS[1]))
+if tat == nil or tat < now then tat = now end
+local remaining = math.max(0, math.floor((tau - (tat - now)) / interval))
+local retry = 0
+if remaining == 0 then retry = tat + interval - tau - now end
+return {string.format('%.0f', remaining), string.format('%.0f', tat - now),
+        string.format('%.0f', retry)}
+"""
+
+
 class BackendError(Exception):
     """The shared backend could not answer (Redis down, hung, or refusing)."""
 
@@ -130,16 +160,18 @@ class RedisBackend:
         )
         self.timeout_s = timeout_s
         self._script = self.client.register_script(_GCRA_LUA)
+        self._peek = self.client.register_script(_PEEK_LUA)
 
-    async def hit(self, key: str, rpm: int) -> Decision:
+    async def _run(self, script, key: str, rpm: int) -> list[bytes]:
         try:
             # The outer timeout is a backstop: socket timeouts should fire first.
             async with asyncio.timeout(self.timeout_s * 2 + 0.05):
-                allowed, remaining, reset_us, retry_us = await self._script(
-                    keys=[f"relay:rl:{key}"], args=[rpm]
-                )
+                return await script(keys=[f"relay:rl:{key}"], args=[rpm])
         except self._errors as exc:
             raise BackendError(type(exc).__name__) from exc
+
+    async def hit(self, key: str, rpm: int) -> Decision:
+        allowed, remaining, reset_us, retry_us = await self._run(self._script, key, rpm)
         return Decision(
             allowed == b"1",
             rpm,
@@ -147,6 +179,11 @@ class RedisBackend:
             float(reset_us) / 1e6,
             float(retry_us) / 1e6,
         )
+
+    async def peek(self, key: str, rpm: int) -> Decision:
+        remaining, reset_us, retry_us = await self._run(self._peek, key, rpm)
+        count = int(remaining)
+        return Decision(count > 0, rpm, count, float(reset_us) / 1e6, float(retry_us) / 1e6)
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -192,6 +229,17 @@ class RateLimiter:
                 retry_after_s=decision.retry_after_s,
             )
         return decision
+
+    async def peek(self, principal: Principal) -> Decision | None:
+        """The principal's budget without charging it; None when no limit applies or the
+        backend cannot say (an error answer is never held up or failed by this)."""
+        rpm = principal.plan.rpm
+        if rpm <= 0 or time.monotonic() < self._skip_until:
+            return None
+        try:
+            return await self.backend.peek(principal.id, rpm)
+        except BackendError:
+            return None
 
     def _backend_down(self, now: float, exc: BaseException | None) -> None:
         self.metrics.ratelimit_backend_errors += 1

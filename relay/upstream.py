@@ -30,7 +30,6 @@ from relay.h1client import H1Pool
 from relay.metrics import Metrics
 
 ERROR_BODY_LIMIT = 64 * 1024
-KEEPALIVE_EXPIRY_S = 30.0
 
 
 class UpstreamResponse(Protocol):
@@ -119,7 +118,7 @@ class Upstream:
                 config.upstream_url,
                 max_connections=config.pool_max_connections,
                 max_keepalive=config.pool_max_keepalive,
-                keepalive_expiry=KEEPALIVE_EXPIRY_S,
+                keepalive_expiry=config.pool_idle_s,
                 connect_timeout=config.connect_timeout_s,
                 write_timeout=config.connect_timeout_s,
                 pool_timeout=config.pool_timeout_s,
@@ -216,7 +215,7 @@ def _httpx_client(config: RelayConfig) -> httpx.AsyncClient:
         limits=httpx.Limits(
             max_connections=config.pool_max_connections,
             max_keepalive_connections=config.pool_max_keepalive,
-            keepalive_expiry=KEEPALIVE_EXPIRY_S,
+            keepalive_expiry=config.pool_idle_s,
         ),
         timeout=httpx.Timeout(
             connect=config.connect_timeout_s,

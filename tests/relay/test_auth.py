@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -115,8 +116,27 @@ def _unsigned(claims: dict) -> str:
         ),
         (lambda: token(plan="platinum"), "invalid_token"),
         (lambda: "a.b.c", "invalid_token"),
+        (lambda: token(sub=""), "invalid_token"),
+        (lambda: token(sub="   "), "invalid_token"),
+        (lambda: token(sub=42), "invalid_token"),
+        (
+            lambda: jwt.encode({"exp": int(time.time()) + 60}, SECRET, algorithm="HS256"),
+            "invalid_token",
+        ),
     ],
-    ids=["expired", "no-exp", "alg-none", "alg-hs512", "wrong-secret", "unknown-plan", "junk"],
+    ids=[
+        "expired",
+        "no-exp",
+        "alg-none",
+        "alg-hs512",
+        "wrong-secret",
+        "unknown-plan",
+        "junk",
+        "empty-sub",
+        "blank-sub",
+        "number-sub",
+        "no-sub",
+    ],
 )
 def test_bad_jwts_get_401(setup, kit, make, code):
     server, _, _ = setup
@@ -212,3 +232,70 @@ def test_keys_added_later_are_picked_up(setup, kit):
         response = post(server, {"X-API-Key": later}, kit)
     assert response.status_code == 200
     assert response.headers["x-ratelimit-limit"] == "500"
+
+
+def _rewrite(keys_file, edit) -> None:
+    """Change the keys file the way an operator's tool would: a new file, renamed over it."""
+    document = orjson.loads(keys_file.read_bytes())
+    edit(document)
+    tmp = keys_file.with_name("keys.tmp")
+    tmp.write_bytes(orjson.dumps(document))
+    os.replace(tmp, keys_file)
+
+
+def test_key_store_applies_revocation_and_plan_changes_within_a_second(tmp_path):
+    keys_file = tmp_path / "keys.json"
+    revoked, moved = create_key(keys_file, "pro"), create_key(keys_file, "pro")
+    store = KeyStore(keys_file)
+    now = time.monotonic()
+    assert store.plan_for_key(revoked, now) is not None
+
+    def edit(document):
+        document["keys"] = [k for k in document["keys"] if k["sha256"] != hash_key(revoked)]
+        for entry in document["keys"]:
+            entry["plan"] = "basic"
+
+    _rewrite(keys_file, edit)
+    assert store.plan_for_key(revoked, now + 1.0) is None  # a known key: no miss needed
+    assert store.plan_for_key(moved, now + 1.0)[1].name == "basic"
+    keys_file.write_text("{not json")  # a broken edit keeps the last good table
+    assert store.plan_for_key(moved, now + 2.0)[1].name == "basic"
+
+
+def test_revoked_and_replanned_keys_apply_within_1_5_s_while_only_known_keys_are_used(
+    relay, keys_file, kit
+):
+    revoked, moved = create_key(keys_file, "pro"), create_key(keys_file, "pro")
+    server = relay()
+    url = server.url + "/v1/chat/completions"
+    body = kit.chat(stream=False)
+    with httpx.Client() as client:
+        for key in (revoked, moved):  # both known and in use
+            response = client.post(url, content=body, headers={"X-API-Key": key})
+            assert response.status_code == 200 and response.headers["x-ratelimit-limit"] == "100"
+
+        def edit(document):
+            document["keys"] = [k for k in document["keys"] if k["sha256"] != hash_key(revoked)]
+            for entry in document["keys"]:
+                entry["plan"] = "basic"
+
+        _rewrite(keys_file, edit)
+        changed_at = time.monotonic()
+        refused_after = replanned_after = None
+        while time.monotonic() - changed_at < 3.0 and (
+            refused_after is None or replanned_after is None
+        ):
+            if refused_after is None:
+                response = client.post(url, content=body, headers={"X-API-Key": revoked})
+                if response.status_code == 401:
+                    assert response.json()["error"]["code"] == "invalid_api_key"
+                    refused_after = time.monotonic() - changed_at
+                else:
+                    assert response.status_code == 200
+            if replanned_after is None:
+                response = client.post(url, content=body, headers={"X-API-Key": moved})
+                assert response.status_code == 200
+                if response.headers["x-ratelimit-limit"] == "30":
+                    replanned_after = time.monotonic() - changed_at
+    assert refused_after is not None and refused_after <= 1.5
+    assert replanned_after is not None and replanned_after <= 1.5

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 
 import httpx
 import pytest
@@ -257,3 +258,96 @@ def test_a_reader_behind_the_upstream_pauses_and_resumes_the_socket():
             await pool.aclose()
 
     asyncio.run(main())
+
+
+class ClosingOnReuse:
+    """A raw-socket upstream: answers a connection's first request with keep-alive, and when
+    that connection is reused it closes it at once (``partial``: after part of a status line),
+    as an upstream whose keep-alive timer fired just then does. New connections are served."""
+
+    ANSWER = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"
+
+    def __init__(self, partial: bytes = b"") -> None:
+        self.partial = partial
+        self.connections = 0
+        self.requests = 0
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(5)
+            served = 0
+            while True:
+                data = b""
+                while not data.endswith(b"\r\n\r\n{}"):
+                    more = conn.recv(65536)
+                    if not more:
+                        return
+                    data += more
+                self.requests += 1
+                if served:
+                    conn.sendall(self.partial)
+                    return  # closed as it was reused
+                conn.sendall(self.ANSWER)
+                served += 1
+
+    def close(self) -> None:
+        self.sock.close()
+        self._thread.join(2)
+
+
+def test_a_reused_connection_closed_at_reuse_is_retried_once_on_a_fresh_one():
+    upstream = ClosingOnReuse()
+
+    async def main():
+        pool = pool_for(upstream.port)
+        try:
+            for _ in range(3):
+                response = await pool.request(b"POST", b"/", [], b"{}")
+                assert response.status_code == 200
+                assert b"".join(await body_of(response)) == b"{}"
+                await response.aclose()
+        finally:
+            await pool.aclose()
+
+    try:
+        asyncio.run(main())
+    finally:
+        upstream.close()
+    # Requests 2 and 3 each met a closing kept-alive connection and went out again fresh.
+    assert upstream.connections == 3 and upstream.requests == 5
+
+
+def test_a_reused_connection_that_answered_in_part_is_not_retried():
+    upstream = ClosingOnReuse(partial=b"HTTP/1.1 200 OK\r\n")
+
+    async def main():
+        pool = pool_for(upstream.port)
+        try:
+            response = await pool.request(b"POST", b"/", [], b"{}")
+            await body_of(response)
+            await response.aclose()
+            with pytest.raises(httpx.RemoteProtocolError):
+                await pool.request(b"POST", b"/", [], b"{}")
+        finally:
+            await pool.aclose()
+
+    try:
+        asyncio.run(main())
+    finally:
+        upstream.close()
+    assert upstream.connections == 1 and upstream.requests == 2  # the upstream had begun: no retry

@@ -125,6 +125,52 @@ def test_concurrent_streams_cap(relay, keys_file, kit):
     assert after.status_code == 200  # the slots were released
 
 
+def test_concurrency_refusals_leave_the_minute_budget_intact(relay, keys_file, kit):
+    key = create_key(keys_file, "basic")  # 30 per minute, 5 at once
+    server = relay()
+    url = server.url + "/v1/chat/completions"
+    slow = {"X-API-Key": key, "X-Mock-ITL-Ms": "100", "X-Mock-Output-Tokens": "20"}
+    with httpx.Client() as client:
+        streams = [client.stream("POST", url, content=kit.chat(), headers=slow) for _ in range(5)]
+        opened = [stream.__enter__() for stream in streams]
+        try:
+            assert all(response.status_code == 200 for response in opened)
+            charged = int(opened[-1].headers["x-ratelimit-remaining"])
+            assert charged == 25
+            for _ in range(20):
+                refused = client.post(url, content=kit.chat(), headers={"X-API-Key": key})
+                assert refused.status_code == 429
+                assert refused.json()["error"]["code"] == "too_many_concurrent_requests"
+                assert refused.headers["retry-after"] == "1"
+                assert refused.headers["x-ratelimit-limit"] == "30"
+                assert int(refused.headers["x-ratelimit-remaining"]) >= charged  # nothing used
+                assert int(refused.headers["x-ratelimit-reset"]) > 0
+            for response in opened:
+                response.read()
+        finally:
+            for stream in streams:
+                stream.__exit__(None, None, None)
+        after = client.post(url, content=kit.chat(stream=False), headers={"X-API-Key": key})
+    assert after.status_code == 200
+    assert int(after.headers["x-ratelimit-remaining"]) >= charged - 1  # only this one charged
+
+
+def test_errors_before_streaming_carry_the_rate_limit_headers(relay, keys_file, kit):
+    key = create_key(keys_file, "pro")
+    server = relay("--max-retries", "0")
+    url = server.url + "/v1/chat/completions"
+    invalid = httpx.post(url, content=b'{"messages": []}', headers={"X-API-Key": key})
+    assert invalid.status_code == 400
+    assert invalid.headers["x-ratelimit-limit"] == "100"
+    assert invalid.headers["x-ratelimit-remaining"] == "100"  # refused before any charge
+    failed = httpx.post(
+        url, content=kit.chat(), headers={"X-API-Key": key, "X-Mock-Fault": "status:500"}
+    )
+    assert failed.status_code == 502
+    assert failed.headers["x-ratelimit-limit"] == "100"
+    assert failed.headers["x-ratelimit-remaining"] == "99"  # this one was charged
+
+
 def test_two_relays_share_one_redis_exactly(relay, keys_file, redis_url, kit):
     key = create_key(keys_file, "shared", {"shared": {"rpm": 25, "max_streams": 0}})
     env = {"RELAY_REDIS_URL": redis_url}
