@@ -107,7 +107,11 @@ def steady_row(level: int, run_dir: Path) -> dict[str, Any]:
 
 
 def run_overhead(levels: Sequence[int], duration_s: float, work: Path) -> list[dict[str, Any]]:
-    servers = BenchServers(MockSettings(ttft_ms=100, itl_ms=20, output_tokens=50))
+    servers = BenchServers(
+        MockSettings(
+            ttft_ms=100, itl_ms=20, output_tokens=50, max_concurrency=0, slowdown_per_stream=0
+        )
+    )
     rows = []
     try:
         servers.start()

@@ -13,6 +13,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -27,14 +28,31 @@ BENCH_PLANS = {BENCH_PLAN: {"rpm": 1_000_000_000, "max_streams": 100_000}}
 
 @dataclass(frozen=True)
 class MockSettings:
+    """The embedded mock. By default it models a real upstream (README, "The mock's load
+    model"): at most ``max_concurrency`` generations at once, the rest wait in a FIFO queue (the
+    wait adds to TTFT), and each one's ITL grows by ``slowdown_per_stream`` per active stream
+    beyond ``slowdown_after`` (a batching server). ``max_concurrency=0`` and
+    ``slowdown_per_stream=0`` give the ideal upstream (the relay benches use it)."""
+
     ttft_ms: float = 500.0
     itl_ms: float = 25.0
     output_tokens: int = 150  # when a request sets no max_tokens
     seed: int = 1
     from_max_tokens: bool = True  # answer exactly max_tokens: the seeded length distribution
+    max_concurrency: int = 40  # 0: unlimited
+    max_queue: int | None = None  # None: unbounded; beyond it, 429
+    slowdown_per_stream: float = 0.01
+    slowdown_after: int = 8
 
     def args(self) -> list[str]:
+        model = [
+            *("--max-concurrency", str(self.max_concurrency)),
+            *("--slowdown-per-stream", f"{self.slowdown_per_stream:g}"),
+            *("--slowdown-after", str(self.slowdown_after)),
+            *(["--max-queue", str(self.max_queue)] if self.max_queue is not None else []),
+        ]
         return [
+            *model,
             "--ttft-ms",
             f"{self.ttft_ms:g}",
             "--itl-ms",
@@ -84,8 +102,9 @@ def check_reachable(name: str, url: str, timeout: float = 3.0) -> None:
 class BenchServers:
     """Starts the mock and the relay, and a bench API key for the relay."""
 
-    def __init__(self, mock: MockSettings) -> None:
+    def __init__(self, mock: MockSettings, relay_args: Sequence[str] = ()) -> None:
         self.settings = mock
+        self.relay_args = list(relay_args)  # e.g. --workers 2 --redis-url URL
         self.mock: ServerProcess | None = None
         self.relay: ServerProcess | None = None
         self.api_key = ""
@@ -101,6 +120,7 @@ class BenchServers:
         keys_file = Path(self._tmp.name) / "keys.json"
         self.api_key = create_key(keys_file, BENCH_PLAN, BENCH_PLANS)
         relay_args = ["--upstream-url", self.mock.url, "--keys-file", str(keys_file)]
+        relay_args += self.relay_args
         self.relay = ServerProcess("relay", ["-m", "relay", *base, *relay_args])
         self.relay.start()
         wait_healthy(self.relay.url)
