@@ -1,0 +1,75 @@
+"""One HTTP GET with a deadline for the whole answer, not only for each socket read.
+
+A metrics endpoint that trickles its body must not hold a scrape past its interval: the body is
+read in pieces and the request given up once ``timeout_s`` has passed since it started. TLS is
+verified (urllib's default context). Credentials in a URL (``https://user:pass@host/metrics``)
+are sent as HTTP Basic and never shown: ``redact`` is what messages and files print.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+import urllib.error
+import urllib.request
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+MAX_BODY = 16 * 2**20  # a /metrics page is kilobytes; this only bounds a misbehaving one
+PIECE = 64 * 1024
+
+
+class FetchError(Exception):
+    """The scrape failed; the message says why (it becomes the gap's reason)."""
+
+
+def redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _request(url: str) -> urllib.request.Request:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise FetchError(f"{redact(url)} is not an http(s) URL")
+    headers = {"Accept": "text/plain;version=0.0.4, application/json;q=0.5"}
+    if parts.username is not None or parts.password is not None:
+        pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+        headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+        host = parts.hostname + (f":{parts.port}" if parts.port else "")
+        url = urlunsplit(parts._replace(netloc=host))
+    return urllib.request.Request(url, headers=headers)
+
+
+def get(url: str, timeout_s: float) -> tuple[bytes, str]:
+    """The body and Content-Type of ``GET url``; ``FetchError`` on any failure or overrun."""
+    request = _request(url)
+    deadline = time.monotonic() + timeout_s
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as resp:
+            pieces: list[bytes] = []
+            size = 0
+            while piece := resp.read(PIECE):
+                size += len(piece)
+                if size > MAX_BODY:
+                    raise FetchError(f"answer larger than {MAX_BODY // 2**20} MiB")
+                if time.monotonic() > deadline:
+                    raise FetchError(f"timeout: no whole answer within {timeout_s:g} s")
+                pieces.append(piece)
+            return b"".join(pieces), resp.headers.get("Content-Type", "")
+    except urllib.error.HTTPError as exc:
+        raise FetchError(f"HTTP {exc.code} {exc.reason}") from None
+    except urllib.error.URLError as exc:
+        reason = exc.reason
+        if isinstance(reason, TimeoutError):
+            raise FetchError(f"timeout: no answer within {timeout_s:g} s") from None
+        raise FetchError(f"unreachable ({reason})") from None
+    except TimeoutError:
+        raise FetchError(f"timeout: no answer within {timeout_s:g} s") from None
+    except ConnectionError as exc:  # reset or refused mid-answer: the server went away
+        raise FetchError(f"connection lost ({type(exc).__name__}: {exc})") from None
+    except (OSError, ValueError) as exc:  # reset connections, bad status lines, ...
+        raise FetchError(f"failed ({type(exc).__name__}: {exc})") from None

@@ -1,0 +1,65 @@
+"""A fake metrics endpoint on 127.0.0.1 (OS-chosen port) that can stop, come back, or stall."""
+
+from __future__ import annotations
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class _Server(ThreadingHTTPServer):
+    allow_reuse_address = True  # come back on the same port at once
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # a client that gave up (the scraper's timeout) is expected here
+
+
+class FakeEndpoint:
+    """Serves ``body`` at any path; ``delay_s`` stalls each answer; ``stop``/``start`` again
+    on the same port make it go away and come back."""
+
+    def __init__(self, body: str = "", content_type: str = "text/plain; version=0.0.4") -> None:
+        self.body = body
+        self.content_type = content_type
+        self.delay_s = 0.0
+        self.hits = 0
+        self.port = 0
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/metrics"
+
+    def start(self) -> FakeEndpoint:
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                owner.hits += 1
+                if owner.delay_s:
+                    time.sleep(owner.delay_s)
+                data = owner.body.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", owner.content_type)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = _Server(("127.0.0.1", self.port), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(5)
