@@ -16,18 +16,21 @@ from pathlib import Path
 
 import numpy as np
 
+from relaybench.records import PERCENTILES
 from reports import charts
 from reports.folder import RunFolder, load_folder
 from reports.html import data_uri, render_compare
-from reports.markdown import fmt, table
+from reports.markdown import table
+from reports.samples import Sample, select
 from reports.stats import bootstrap_diff
 from reports.summary import summarize
+from reports.tables import fmt
 
 ALPHA = 0.05  # family-wise: Bonferroni over every test of the comparison
 # a significant difference this small is real but does not matter: named, not headlined
 NEGLIGIBLE_MS = 0.5
 NEGLIGIBLE_REL = 0.01
-TESTED = (("ttft_ms", 50), ("ttft_ms", 95), ("itl_ms", 50), ("itl_ms", 95))
+TESTED = (("ttft_ms", "p50"), ("ttft_ms", "p95"), ("itl_ms", "p50"), ("itl_ms", "p95"))
 SIDE_BY_SIDE = (
     ("requests", None),
     ("error_rate", None),
@@ -44,13 +47,10 @@ SIDE_BY_SIDE = (
 )
 
 
-def samples(folder: RunFolder, name: str) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+def samples(folder: RunFolder, name: str) -> dict[str, Sample]:
     """TTFT (one per request) and ITL (with the request of each gap, for a cluster bootstrap)."""
     rows = folder.frame[folder.frame["target"].to_numpy() == name]
-    ok = rows[rows["ok"].to_numpy(dtype=bool)]
-    itl = folder.lists("chunks_ms").diffs_with_rows(ok["row"])
-    ttft = ok["ttft_ms"].to_numpy(dtype=float)  # a complete answer with no content has none
-    return {"ttft_ms": (ttft[~np.isnan(ttft)], None), "itl_ms": itl}
+    return {metric: select(folder.records, rows, metric) for metric in ("ttft_ms", "itl_ms")}
 
 
 def compare(dir_a: Path, dir_b: Path) -> dict:
@@ -61,21 +61,25 @@ def compare(dir_a: Path, dir_b: Path) -> dict:
     tests, side = [], []
     pooled = {name: (samples(a, name), samples(b, name)) for name in common}
     planned = [
-        (name, metric, q)
+        (name, metric, stat)
         for name, (xa, xb) in pooled.items()
-        for metric, q in TESTED
-        if xa[metric][0].size >= 2 and xb[metric][0].size >= 2
+        for metric, stat in TESTED
+        if xa[metric].values.size >= 2 and xb[metric].values.size >= 2
     ]
     confidence = 1 - ALPHA / max(len(planned), 1)
-    for seed, (name, metric, q) in enumerate(planned):
-        (va, ga), (vb, gb) = pooled[name][0][metric], pooled[name][1][metric]
-        diff = bootstrap_diff(va, vb, q, seed=seed, confidence=confidence, groups_a=ga, groups_b=gb)
-        base = float(np.percentile(va, q))
+    for seed, (name, metric, stat) in enumerate(planned):
+        xa, xb = pooled[name][0][metric], pooled[name][1][metric]
+        q = PERCENTILES[stat]
+        diff = bootstrap_diff(
+            xa.values, xb.values, q, seed=seed, confidence=confidence,
+            groups_a=xa.rows, groups_b=xb.rows,
+        )  # fmt: skip
+        base = float(np.percentile(xa.values, q))
         diff["relative"] = round(diff["value"] / base, 4) if base else None
         diff["significant"] = diff["ci_low"] > 0 or diff["ci_high"] < 0
         small = abs(diff["value"]) < NEGLIGIBLE_MS or abs(diff["relative"] or 0) < NEGLIGIBLE_REL
         diff["negligible"] = bool(diff["significant"] and small)
-        tests.append({"target": name, "metric": f"{metric}.p{q}", **diff})
+        tests.append({"target": name, "metric": f"{metric}.{stat}", **diff})
     for name in common:
         for key, sub in SIDE_BY_SIDE:
             va, vb = _value(sa["targets"][name], key, sub), _value(sb["targets"][name], key, sub)
@@ -209,7 +213,7 @@ def write_comparison(dir_a: Path, dir_b: Path, out: Path) -> dict:
     images = []
     for metric, title in (("ttft_ms", "TTFT"), ("itl_ms", "ITL")):
         pairs = {
-            n: (samples(a, n)[metric][0], samples(b, n)[metric][0])
+            n: (samples(a, n)[metric].values, samples(b, n)[metric].values)
             for n in result["common_targets"]
         }
         path = charts.cdf_overlay(pairs, labels, out / f"compare_{metric}_cdf.png", title)

@@ -30,11 +30,12 @@ import numpy as np
 import pandas as pd
 
 from relaybench.errors import UsageError
-from reports.records import Records, flat_list, list_firsts, load_records
+from relaybench.records import PERCENTILES
+from reports.records import Records, load_records
+from reports.samples import Sample, select
 from reports.significance import Interval, mann_whitney, percentile_diff_ci
 from reports.thresholds import DISTRIBUTIONS, Check, Thresholds
 
-_PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0}
 _LAG_FAMILIES = ("first_token_lag_ms", "chunk_lag_ms")
 
 
@@ -59,10 +60,17 @@ class Run:
         return self.targets[target]
 
     def records(self, target: str) -> pd.DataFrame:
+        frame = self._load().scalars
+        return frame[frame["target"] == target]
+
+    def sample(self, target: str, metric: str) -> Sample:
+        """The values behind ``metric`` for ``target``, selected as summary.json's were."""
+        return select(self._load(), self.records(target), metric)
+
+    def _load(self) -> Records:
         if self._records is None:
             self._records = load_records(self.path)
-        frame = self._records.frame
-        return frame[frame["target"] == target]
+        return self._records
 
 
 def open_run(path: Path | str, role: str = "run") -> Run:
@@ -219,9 +227,6 @@ def _health(run: Run, role: str, allow: bool) -> Result:
 
 def metric_value(entry: dict, metric: str, where: str) -> float | None:
     """A target's metric from its summary entry; None when measured but empty (count 0)."""
-    if metric == "error_rate":
-        requests = int(entry.get("requests") or 0)
-        return (requests - int(entry.get("ok") or 0)) / requests if requests else None
     if metric.startswith("errors."):
         return float((entry.get("errors") or {}).get(metric.split(".", 1)[1], 0))
     if "." not in metric:
@@ -238,35 +243,6 @@ def metric_value(entry: dict, metric: str, where: str) -> float | None:
         raise UsageError(f"{where} has no {family} statistics{why}")
     value = block.get(stat)
     return None if value is None else float(value)
-
-
-def samples(frame: pd.DataFrame, family: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """The values behind a target's STATS block, selected exactly as ``reports.summary`` does,
-    and for pooled per-chunk families the request (row) of each value, else None.
-
-    Timings (ttft, e2e, itl) from successful requests only; lags from every record with stamps.
-    """
-    ok = frame[frame["ok"].to_numpy(dtype=bool)]
-    if family == "ttft_ms":
-        return ok["ttft_ms"].dropna().to_numpy(dtype=np.float64), None
-    if family == "e2e_ms":
-        return ok["e2e_ms"].dropna().to_numpy(dtype=np.float64), None
-    if family == "itl_ms":
-        values, rows, _ = flat_list(ok["chunks_ms"])
-        same = rows[1:] == rows[:-1]
-        return np.diff(values)[same], rows[1:][same]
-    if family == "chunk_lag_ms":
-        values, rows, _ = flat_list(frame["lags_ms"])
-        return values, rows
-    if family == "first_token_lag_ms":
-        return list_firsts(frame["lags_ms"]), None
-    raise ValueError(f"no per-request samples for {family}")
-
-
-def token_rates(frame: pd.DataFrame) -> np.ndarray:
-    """Per successful request: output tokens per second of its end-to-end time."""
-    ok = frame[frame["ok"] & (frame["e2e_ms"] > 0)]
-    return ok["output_tokens"].to_numpy(np.float64) / (ok["e2e_ms"].to_numpy(np.float64) / 1000)
 
 
 def _met(op: str, value: float, limit: float) -> bool:
@@ -286,7 +262,7 @@ def _absolute(check: Check, run: Run) -> Result:
 
 def _relative(check: Check, run: Run, baseline: Run, options: GateOptions) -> Result:
     family, _, stat = check.metric.partition(".")
-    if family in DISTRIBUTIONS and (stat in _PERCENTILES or stat == "mean"):
+    if family in DISTRIBUTIONS and (stat in PERCENTILES or stat == "mean"):
         return _relative_distribution(check, run, baseline, options, family, stat)
     where = f"target {check.target!r} of"
     current = metric_value(run.entry(check.target), check.metric, f"{where} {run.path}")
@@ -307,8 +283,8 @@ def _relative(check: Check, run: Run, baseline: Run, options: GateOptions) -> Re
     change = _change(base, current)
     violated = not _met(check.op, change, check.value)
     if check.metric == "output_tokens_per_s":
-        base_rates = token_rates(baseline.records(check.target))
-        rates = token_rates(run.records(check.target))
+        base_rates = baseline.sample(check.target, "tokens_per_s").values
+        rates = run.sample(check.target, "tokens_per_s").values
         if base_rates.size == 0 or rates.size == 0:
             missing = "run" if rates.size == 0 else "baseline"
             detail = f"no successful request in the {missing} to rank"
@@ -337,8 +313,8 @@ def _relative(check: Check, run: Run, baseline: Run, options: GateOptions) -> Re
 def _relative_distribution(
     check: Check, run: Run, baseline: Run, options: GateOptions, family: str, stat: str
 ) -> Result:
-    current, current_groups = samples(run.records(check.target), family)
-    base, base_groups = samples(baseline.records(check.target), family)
+    now, then = run.sample(check.target, family), baseline.sample(check.target, family)
+    current, current_groups, base, base_groups = now.values, now.rows, then.values, then.rows
     if current.size == 0 or base.size == 0:
         missing = "run" if current.size == 0 else "baseline"
         return Result(
@@ -350,7 +326,7 @@ def _relative_distribution(
             f"no {family} samples in the {missing}",
             "relative",
         )
-    q: float | str = "mean" if stat == "mean" else _PERCENTILES[stat]
+    q: float | str = "mean" if stat == "mean" else PERCENTILES[stat]
     estimate_b = float(np.percentile(base, q) if q != "mean" else base.mean())
     estimate_c = float(np.percentile(current, q) if q != "mean" else current.mean())
     if estimate_b <= 0:  # no relative change to bootstrap: judge the point change, as for scalars

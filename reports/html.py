@@ -1,4 +1,5 @@
-"""report.html: one self-contained file (charts inline as base64 PNG, no external request).
+"""report.html: ``reports.tables`` rendered as one self-contained file (charts inline as
+base64 PNG, no external request).
 
 Rendered with Jinja2 and autoescape on, so record text (error details, target names, commands)
 can never inject markup. The page has no script and no remote URL.
@@ -8,14 +9,10 @@ from __future__ import annotations
 
 import base64
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import jinja2
 
-from reports import markdown as md
-
-if TYPE_CHECKING:
-    from reports.pipeline import Analysis
+from reports.tables import CHART_TITLES, Report
 
 CAPTIONS = {
     "ttft_cdf": "Share of requests (y) whose first token arrived within x ms. Further left is "
@@ -46,39 +43,30 @@ def data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
 
 
-def render_html(a: Analysis) -> str:
-    s = a.summary
+def render_html(r: Report) -> str:
     charts = [
-        {"title": md.CHART_TITLES[key], "caption": CAPTIONS[key], "src": data_uri(path),
+        {"title": CHART_TITLES[key], "caption": CAPTIONS[key], "src": data_uri(path),
          "name": path.name}
-        for key, path in a.charts.items()
+        for key, path in r.charts.items()
     ]  # fmt: skip
     tables = {
-        "verdict": md.verdict_rows(s, a.folder.meta.get("slo")),
-        "results": md.results_rows(s),
-        "overhead": md.overhead_rows(s),
-        "calibration": md.calibration_rows(s),
-        "response": md.response_time_rows(s),
-        "errors": md.errors_rows(s),
+        "verdict": r.verdict,
+        "results": r.results,
+        "overhead": r.overhead,
+        "calibration": r.calibration,
+        "response": r.response,
+        "errors": r.errors,
     }
-    plan = None
-    if a.plan:
-        plan = {
-            "sentences": md.plan_sentences(a.plan),
-            "steps": md.plan_rows(a.plan),
-            "cost_sentence": md.cost_sentence(a.plan),
-            "cost": md.cost_rows(a.plan),
-        }
     return _ENV.get_template("report.html.j2").render(
-        run=s["run"],
-        health=s["health"],
-        notes=list(s.get("notes") or []) + a.chart_notes,
+        run=r.run,
+        health=r.health,
+        notes=r.notes,
         tables=tables,
-        calibration_sentence=md.calibration_sentence(s),
+        calibration_sentence=r.calibration_sentence,
         charts=charts,
-        plan=plan,
-        metadata=md.metadata_lines(a.folder.meta, s["run"]),
-        folder=a.folder.path.name,
+        plan=r.plan,
+        metadata=r.metadata,
+        folder=r.folder,
     )
 
 

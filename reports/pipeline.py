@@ -20,7 +20,9 @@ from reports.capacity import PlanInput, kneedle, plan
 from reports.folder import RunFolder, load_folder
 from reports.html import render_html
 from reports.markdown import report_markdown
+from reports.samples import ok, select
 from reports.summary import is_relay, save_summary, summarize
+from reports.tables import build_report
 from reports.timeseries import errors_per_second, is_step_run, per_second, per_step
 
 CHART_FILES = {
@@ -78,8 +80,8 @@ def default_plan_input(folder: RunFolder) -> PlanInput:
 
 
 def _mean_output_tokens(folder: RunFolder) -> float | None:
-    ok = folder.frame[folder.frame["ok"].to_numpy(dtype=bool)]
-    return float(ok["output_tokens"].mean()) if len(ok) else None
+    done = ok(folder.frame)
+    return float(done["output_tokens"].mean()) if len(done) else None
 
 
 def rebuild(run_dir: Path, plan_input: PlanInput | None = None) -> dict:
@@ -92,8 +94,16 @@ def rebuild(run_dir: Path, plan_input: PlanInput | None = None) -> dict:
     if len(analysis.steps):
         analysis.steps.to_csv(run_dir / "steps.csv", index=False, float_format="%.3f")
     draw_charts(analysis, run_dir)
-    (run_dir / "report.md").write_text(report_markdown(analysis))
-    (run_dir / "report.html").write_text(render_html(analysis))
+    report = build_report(
+        analysis.summary,
+        analysis.folder.meta,
+        analysis.plan,
+        analysis.folder.path.name,
+        analysis.charts,
+        analysis.chart_notes,
+    )
+    (run_dir / "report.md").write_text(report_markdown(report))
+    (run_dir / "report.html").write_text(render_html(report))
     return analysis.summary
 
 
@@ -112,10 +122,7 @@ def chart_plan(a: Analysis) -> dict[str, Callable[[Path], Path]]:
     groups = a.folder.groups()
     names = list(a.summary["targets"])
     out: dict[str, Callable[[Path], Path]] = {}
-    ttft = {
-        n: groups[n]["ttft_ms"].to_numpy(dtype=float)[groups[n]["ok"].to_numpy(dtype=bool)]
-        for n in names
-    }
+    ttft = {n: select(a.folder.records, groups[n], "ttft_ms").values for n in names}
     out["ttft_cdf"] = lambda p: charts.ttft_cdf(ttft, p)
     pair = streaming_pair(a.summary, a.folder)
     if pair:
@@ -132,9 +139,8 @@ def chart_plan(a: Analysis) -> dict[str, Callable[[Path], Path]]:
         out["latency_vs_load"] = lambda p: charts.latency_vs_load(
             a.steps, p, slo_ms=slo, knees=knees, load=load
         )
-    chunks = a.folder.lists("chunks_ms")
     itl = {
-        n: chunks.diffs(groups[n]["row"][groups[n]["ok"].to_numpy(dtype=bool)])
+        n: select(a.folder.records, groups[n], "itl_ms").values
         for n in names
         if a.summary["targets"][n].get("stream", True)
     }
