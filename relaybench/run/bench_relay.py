@@ -77,18 +77,16 @@ def overhead_row(level: int, summary: dict[str, Any]) -> dict[str, Any]:
 def steady_state(run_dir: Path, warmup_s: float = WARMUP_S) -> dict[str, dict[str, Any]]:
     """Per target: TTFT and first-token lag stats of successful requests sent after warm-up."""
     from reports.records import load_records  # reports is only needed once a run has ended
+    from reports.samples import ok, select, steady
     from reports.stats import stats
 
     records = load_records(run_dir)
-    frame = records.frame
-    lags = records.lists("lags_ms")
     out: dict[str, dict[str, Any]] = {}
-    for name, rows in frame.groupby("target"):
-        begin = rows["start_ns"].min() + int(warmup_s * 1e9)
-        kept = rows[rows["ok"].to_numpy(dtype=bool) & (rows["start_ns"] >= begin).to_numpy()]
+    for name, rows in records.frame.groupby("target"):
+        kept = ok(steady(rows, warmup_s))
         out[str(name)] = {
-            "ttft_ms": stats(kept["ttft_ms"].to_numpy(dtype="float64")),
-            "first_token_lag_ms": stats(lags.firsts(kept["row"].to_numpy())),
+            metric: stats(select(records, kept, metric).values)
+            for metric in ("ttft_ms", "first_token_lag_ms")
         }
     return out
 
