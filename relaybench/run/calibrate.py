@@ -29,7 +29,7 @@ from typing import Any
 
 import orjson
 
-from relaybench.errors import UsageError
+from relaybench.cliargs import Parser, duration_s, non_negative_float, positive_int
 from relaybench.procs import ServerProcess
 from relaybench.run.config import LoadConfig, ShapeParams, Target
 from relaybench.run.orchestrator import Orchestrator, RunPlan, environment
@@ -166,27 +166,44 @@ def capacity(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _levels(text: str) -> list[int]:
+    """``10,50,100`` -> sorted distinct positive stream counts."""
     try:
-        levels = sorted({int(x) for x in text.split(",") if x.strip()})
-    except ValueError:
-        raise UsageError(f"--levels {text!r}: use comma-separated integers") from None
-    if not levels or levels[0] < 1:
-        raise UsageError("--levels needs positive stream counts")
+        levels = sorted({positive_int(x.strip()) for x in text.split(",") if x.strip()})
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: {exc}; use positive integers, e.g. 10,50"
+        ) from None
+    if not levels:
+        raise argparse.ArgumentTypeError(f"{text!r}: name at least one stream count, e.g. 10,50")
     return levels
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="relaybench calibrate", description=__doc__.split("\n")[0])
-    p.add_argument("--out", type=Path, default=Path("runs/calibration.json"))
-    p.add_argument("--levels", default=",".join(map(str, LEVELS)), help="concurrent streams")
-    p.add_argument("--duration", type=float, default=5.0, help="seconds per level")
-    p.add_argument("--itl-ms", type=float, default=20.0, help="mock time between chunks")
-    p.add_argument("--tokens", type=int, default=40, help="chunks per stream")
+def build_parser() -> Parser:
+    p = Parser(
+        prog="relaybench calibrate",
+        description="How wrong is the harness, and how much load can it make? Runs the load "
+        "generator against a zero-TTFT mock at rising concurrency and writes the measurement "
+        "floor (first-token and chunk lag) and one Locust process's capacity as JSON.",
+    )
+    p.add_argument("--out", type=Path, default=Path("runs/calibration.json"), help="JSON file")
+    p.add_argument(
+        "--levels",
+        type=_levels,
+        default=list(LEVELS),
+        help="concurrent streams, comma-separated (default: " + ",".join(map(str, LEVELS)) + ")",
+    )
+    p.add_argument("--duration", type=duration_s, default=5.0, help="per level: seconds or 5s, 1m")
+    p.add_argument(
+        "--itl-ms", type=non_negative_float, default=20.0, help="mock time between chunks"
+    )
+    p.add_argument("--tokens", type=positive_int, default=40, help="chunks per stream")
     p.add_argument("--keep", type=Path, help="keep the per-level run folders here")
-    args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
-    levels = _levels(args.levels)
-    if args.duration <= 0 or args.itl_ms < 0 or args.tokens < 1:
-        raise UsageError("--duration and --tokens must be positive, --itl-ms not negative")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    levels = args.levels
     with tempfile.TemporaryDirectory(prefix="relaybench-calibrate-") as tmp:
         work = args.keep or Path(tmp)
         rows = measure(

@@ -7,7 +7,6 @@ The last line printed is the run folder's path.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import shlex
 import sys
@@ -17,6 +16,16 @@ from typing import Any
 
 import orjson
 
+from relaybench.cliargs import (
+    Parser,
+    duration_s,
+    fraction,
+    non_negative_float,
+    non_negative_int,
+    port,
+    positive_float,
+    positive_int,
+)
 from relaybench.errors import UsageError
 from relaybench.run.config import OPEN_LOOP, SCENARIOS, LoadConfig, ShapeParams, Target
 from relaybench.run.orchestrator import Orchestrator, RunPlan
@@ -26,13 +35,8 @@ DEFAULT_TARGETS = ("direct", "relay", "relay-buffered")
 DEFAULT_RATE = 5.0
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # exit 2 through our own error path
-        raise UsageError(f"{message} (relaybench run --help lists the options)")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="relaybench run", description="Run a benchmark and write a run folder.")
+def build_parser() -> Parser:
+    p = Parser(prog="relaybench run", description="Run a benchmark and write a run folder.")
     p.add_argument("--out", type=Path, help="run folder (default runs/<YYYYmmdd-HHMMSS>)")
     p.add_argument(
         "--target",
@@ -50,15 +54,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="send stream: false to this --target (repeatable)",
     )
     p.add_argument("--scenario", default="steady", help=f"one of {', '.join(SCENARIOS)}")
-    p.add_argument("--users", type=int, default=10, help="users (open loop: in-flight cap)")
-    p.add_argument("--duration", type=float, default=30.0, help="seconds per target")
-    p.add_argument("--rate", type=float, help=f"open loop req/s (default {DEFAULT_RATE:g})")
-    p.add_argument("--steps", type=int, default=5, help="steps of the step scenario")
-    p.add_argument("--api-key", help="Bearer key sent to --target URLs")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--processes", type=int, default=1, help="Locust worker processes")
     p.add_argument(
-        "--remote-workers", type=int, default=0, help="also wait for N workers on other machines"
+        "--users", type=positive_int, default=10, help="users (open loop: in-flight cap)"
+    )
+    p.add_argument(
+        "--duration", type=duration_s, default=30.0, help="per target: seconds, or 30s, 2m, 1h"
+    )
+    p.add_argument(
+        "--rate", type=positive_float, help=f"open loop req/s (default {DEFAULT_RATE:g})"
+    )
+    p.add_argument("--steps", type=positive_int, default=5, help="steps of the step scenario")
+    p.add_argument("--api-key", help="Bearer key sent to --target URLs")
+    p.add_argument(
+        "--seed", type=int, default=1, help="seed of the workload, schedule and mock draws"
+    )
+    p.add_argument("--processes", type=positive_int, default=1, help="Locust worker processes")
+    p.add_argument(
+        "--remote-workers",
+        type=non_negative_int,
+        default=0,
+        help="also wait for N workers on other machines",
     )
     p.add_argument(
         "--master-bind",
@@ -67,22 +82,45 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the Locust master listens (remote workers need a reachable one)",
     )
     p.add_argument("--web", action="store_true", help="serve Locust's web UI while running")
-    p.add_argument("--web-port", type=int, default=8089)
-    p.add_argument("--ttft-ms", type=float, default=500.0, help="mock time to first token")
-    p.add_argument("--itl-ms", type=float, default=25.0, help="mock time between tokens")
+    p.add_argument("--web-port", type=port, default=8089, help="port of the web UI (with --web)")
     p.add_argument(
-        "--output-tokens", type=int, default=150, help="mock answer length without max_tokens"
+        "--ttft-ms", type=non_negative_float, default=500.0, help="mock time to first token"
+    )
+    p.add_argument(
+        "--itl-ms", type=non_negative_float, default=25.0, help="mock time between tokens"
+    )
+    p.add_argument(
+        "--output-tokens",
+        type=positive_int,
+        default=150,
+        help="mock answer length without max_tokens",
     )
     p.add_argument(
         "--max-tokens",
         default="100-200",
         help="max_tokens per request: N, LO-HI (seeded uniform), or 'none'",
     )
-    p.add_argument("--model", default="relaybench-mock")
-    p.add_argument("--timeout", type=float, default=60.0, help="read timeout, seconds")
-    p.add_argument("--header", action="append", default=[], metavar="NAME:VALUE")
-    p.add_argument("--slo-ttft-p95-ms", type=float, default=1000.0)
-    p.add_argument("--slo-error-rate", type=float, default=0.01)
+    p.add_argument("--model", default="relaybench-mock", help="model name sent in every request")
+    p.add_argument("--timeout", type=positive_float, default=60.0, help="read timeout, seconds")
+    p.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="NAME:VALUE",
+        help="extra request header (repeatable), e.g. X-Mock-Fault:status:429",
+    )
+    p.add_argument(
+        "--slo-ttft-p95-ms",
+        type=positive_float,
+        default=1000.0,
+        help="SLO: TTFT p95 limit in ms (in run.json, for the report)",
+    )
+    p.add_argument(
+        "--slo-error-rate",
+        type=fraction,
+        default=0.01,
+        help="SLO: highest share of failed requests, 0..1 (in run.json, for the report)",
+    )
     p.add_argument("--calibration", type=Path, help="a relaybench calibrate JSON to compare with")
     return p
 
@@ -138,22 +176,11 @@ def parse(argv: Sequence[str]) -> RunPlan:
     args = build_parser().parse_args(argv)
     if args.scenario not in SCENARIOS:
         raise UsageError(f"unknown scenario {args.scenario!r}; choose from {', '.join(SCENARIOS)}")
-    for flag, value in (("--users", args.users), ("--processes", args.processes)):
-        if value < 1:
-            raise UsageError(f"{flag} must be at least 1, got {value}")
-    if args.duration <= 0 or args.timeout <= 0:
-        raise UsageError("--duration and --timeout must be positive")
-    if args.rate is not None and args.rate <= 0:
-        raise UsageError(f"--rate must be positive, got {args.rate:g}")
-    if args.remote_workers < 0:
-        raise UsageError(f"--remote-workers must not be negative, got {args.remote_workers}")
     bind_host, _, bind_port = args.master_bind.rpartition(":")
     if not bind_host or not bind_port.isdigit():
         raise UsageError(f"--master-bind {args.master_bind!r}: use HOST:PORT")
     if args.remote_workers and int(bind_port) == 0:
         raise UsageError("--remote-workers needs a fixed port in --master-bind HOST:PORT")
-    if args.steps < 1:
-        raise UsageError(f"--steps must be at least 1, got {args.steps}")
     targets = _targets(args.target)
     names = [t.name for t in targets] or list(DEFAULT_TARGETS)
     for name in args.buffered:

@@ -191,7 +191,7 @@ def test_bad_usage_exits_2_listing_the_choices(tmp_path: Path) -> None:
     done = run("--calibration", str(tmp_path / "missing.json"), "--out", str(tmp_path / "e"))
     assert done.returncode == 2 and "--calibration" in done.stderr
     done = run("--users", "0", "--out", str(tmp_path / "f"))
-    assert done.returncode == 2 and "--users must be at least 1" in done.stderr
+    assert done.returncode == 2 and "--users: must be at least 1" in done.stderr
     assert not any(tmp_path.iterdir())  # nothing written
 
 
