@@ -115,6 +115,16 @@ class Record:
     usage_tokens: int | None = None
     content_chunks: int = 0
     max_tokens: int | None = None
+    trace_row: int | None = None
+    session: str | None = None
+    turn: int | None = None
+    prompt_chars: int | None = None
+    prompt_tokens: int | None = None
+    attempts: int = 1
+    attempt_status: list[int] | None = None
+    attempt_error: list[str] | None = None
+    attempt_start_ms: list[float] | None = None
+    attempt_wait_ms: list[float] | None = None
 
 
 @dataclass(frozen=True)

@@ -101,12 +101,12 @@ def test_adding_an_optional_field_is_one_line() -> None:
 
     @dataclasses.dataclass(frozen=True, kw_only=True)
     class Extended(records.Record):
-        session: int | None = None
+        example: int | None = None
 
     specs = records.field_specs(Extended)
     assert specs[:-1] == records.FIELDS
     assert specs[-1] == records.FieldSpec(
-        "session", int, is_list=False, nullable=True, required=False
+        "example", int, is_list=False, nullable=True, required=False
     )
 
 
