@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from reports.folder import RunFolder, target_window_ns
+from reports.samples import select
 from reports.significance import bootstrap_statistic
 
 
@@ -125,8 +126,8 @@ def per_step(folder: RunFolder, with_ci: bool = True) -> pd.DataFrame:
         span = (starts.max() - starts.min()) / 1e9
         gap = span / max(len(rows) - 1, 1)
         seconds = planned or (span + gap if span > 0 else 1.0)
-        ttft = rows["ttft_ms"].to_numpy(dtype=np.float64)[ok]
-        e2e = rows["e2e_ms"].to_numpy(dtype=np.float64)[ok]
+        ttft = select(folder.records, rows, "ttft_ms").values
+        e2e = select(folder.records, rows, "e2e_ms").values
         row = {
             "target": name,
             "step": int(step),
