@@ -1,0 +1,158 @@
+"""Runs the suite: the clean stream first (it proves the set-up), then the rest, a few at a time.
+
+The clean stream runs alone: a 401 there means the target needs a key (``AuthRequired``), and
+a stream that never shows up in the mock's log means the target's upstream is not this mock
+(``NotThroughMock``); both stop the run before anything else is sent. Then the other scenarios
+run ``PARALLEL`` at a time, longest first, so the suite takes about as long as its slowest
+scenario. Results are appended to ``results`` as each finishes, so an interrupted run still has
+everything that finished. ``--under-load N`` keeps N clean streams going against the same
+target meanwhile (``Background``), bounded in count and stopped when the suite ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from relaybench.errors import RelaybenchError
+from relaybench.faults.client import Client, chat_body
+from relaybench.faults.scenarios import (
+    FAIL,
+    INFO,
+    PASS,
+    SCENARIOS,
+    AuthRequired,
+    Context,
+    NotThroughMock,
+    Result,
+)
+
+PARALLEL = 4  # scenarios in flight at once: below the concurrent-request caps of common plans
+# The order the rest of the suite starts in: the slow ones first.
+ORDER = (
+    "hang",
+    "slow_first_token",
+    "stall",
+    "status_429_retry_after",
+    "cancel_streaming",
+    "cancel_waiting",
+    "status_503",
+    "status_429_no_retry_after",
+    "upstream_down",
+    "utf8_split",
+)
+BACKGROUND = {"ttft-ms": 100, "itl-ms": 20, "output-tokens": 100}  # ~2 s streams
+BACKGROUND_MAX_PER_STREAM = 500  # a bound on the load, whatever happens to the suite
+
+
+def suite_order() -> list[str]:
+    rest = [name for name in SCENARIOS if name != "clean_stream" and name not in ORDER]
+    return ["clean_stream", *ORDER, *rest]
+
+
+async def run_suite(ctx: Context, results: list[Result], harness: bool) -> None:
+    """Run every scenario into ``results`` (in suite order once done)."""
+    names = suite_order()
+    results.append(await _run_one(ctx, "clean_stream", harness))
+    gate = asyncio.Semaphore(PARALLEL)
+
+    async def limited(name: str) -> None:
+        async with gate:
+            results.append(await _run_one(ctx, name, harness))
+
+    tasks = [asyncio.ensure_future(limited(name)) for name in names[1:]]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        results.sort(key=lambda r: names.index(r.name) if r.name in names else len(names))
+
+
+async def _run_one(ctx: Context, name: str, harness: bool) -> Result:
+    scenario = SCENARIOS[name]
+    if scenario.needs == "harness" and not harness:
+        return Result(
+            name,
+            INFO,
+            "skipped",
+            "needs an upstream of the harness's own: runs when the harness starts the relay",
+            {"skipped": True},
+        )
+    started = time.perf_counter()
+    try:
+        result = await scenario.run(ctx)
+    except (RelaybenchError, AuthRequired, NotThroughMock):
+        raise
+    except Exception as exc:  # the scenario could not score the target: say so, keep going
+        result = Result(name, FAIL, f"could not be scored: {type(exc).__name__}: {exc}")
+    result.duration_s = time.perf_counter() - started
+    return result
+
+
+@dataclass
+class Background:
+    """N clean streams, one after another per slot, until ``stop``; what each one got."""
+
+    client: Client
+    streams: int
+    run_id: str
+    ok: int = 0
+    failed: list[str] = field(default_factory=list)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._slot(i)) for i in range(self.streams)]
+
+    async def _slot(self, slot: int) -> None:
+        for k in range(BACKGROUND_MAX_PER_STREAM):
+            tag = {**BACKGROUND, "seed": 7000 + k, "id": f"{self.run_id}-load-{slot}-{k}"}
+            seen = await self.client.chat(chat_body(tag), deadline_s=30.0)
+            if seen.done and seen.error_event is None:
+                self.ok += 1
+            else:
+                self.failed.append(seen.describe())
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()  # a stream cut here is the harness's doing: neither ok nor failed
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def result(self) -> Result:
+        total = self.ok + len(self.failed)
+        value = f"{self.streams} streams held; {self.ok} of {total} completed cleanly"
+        figures: dict[str, Any] = {
+            "streams": self.streams,
+            "ok": self.ok,
+            "failed": total - self.ok,
+        }
+        if self.failed:
+            detail = "; ".join(sorted(set(self.failed))[:3])
+            return Result("background_load", FAIL, value, detail, figures)
+        return Result("background_load", PASS, value, "", figures)
+
+
+async def run(
+    ctx: Context, results: list[Result], *, harness: bool, load: Background | None
+) -> None:
+    """The whole run: the wire upstream served, the optional load, the suite."""
+    if ctx.wire_server is not None:
+        await ctx.wire_server.start()
+    try:
+        if load is not None:
+            load.start()
+        await run_suite(ctx, results, harness)
+    finally:
+        if load is not None:
+            await load.stop()
+        if ctx.wire_server is not None:
+            await ctx.wire_server.stop()
+
+
+def verdicts(results: Sequence[Result]) -> dict[str, int]:
+    return {v: sum(1 for r in results if r.verdict == v) for v in (PASS, FAIL, INFO)}
