@@ -12,7 +12,6 @@ key once. ``plans`` entries override or extend the built-in plans (``rpm`` reque
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime as dt
 import fcntl
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import orjson
 
+from relaybench.cliargs import Parser
 from relaybench.errors import UsageError
 
 log = logging.getLogger("relay.keys")
@@ -189,9 +189,17 @@ def create_key(keys_file: Path, plan: str, plans: dict | None = None) -> str:
 
 def main(argv: Sequence[str]) -> int:
     """``relaybench keys new --plan NAME [--keys-file F]``: print a new key once."""
-    parser = argparse.ArgumentParser(prog="relaybench keys", description=main.__doc__)
-    sub = parser.add_subparsers(dest="action", required=True)
-    new = sub.add_parser("new", help="create a key; it is printed once, only its hash is kept")
+    parser = Parser(
+        prog="relaybench keys",
+        description="Manage relay API keys: relaybench keys new --plan NAME prints a new key once; "
+        "only its SHA-256 is stored in the keys file.",
+    )
+    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    new = sub.add_parser(
+        "new",
+        help="create a key; it is printed once, only its hash is kept",
+        description="Create a key with a plan; it is printed once, only its hash is kept.",
+    )
     new.add_argument("--plan", default="basic", help="plan name (default basic)")
     new.add_argument(
         "--keys-file",

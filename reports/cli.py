@@ -13,12 +13,8 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from relaybench.cliargs import Parser, bounded, non_negative_int, positive_float
 from relaybench.errors import UsageError
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # argparse would sys.exit(2) with its own text
-        raise UsageError(f"{self.prog}: {message}")
 
 
 def _existing_dir(value: str) -> Path:
@@ -28,32 +24,11 @@ def _existing_dir(value: str) -> Path:
     return path
 
 
-def _fraction(value: str) -> float:
-    number = _number(value)
-    if not 0 <= number < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not within [0, 1)")
-    return number
-
-
-def _number(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
-    if number != number or number < 0:
-        raise argparse.ArgumentTypeError(f"{value} must be a non-negative number")
-    return number
-
-
-def _positive(value: str) -> float:
-    number = _number(value)
-    if number <= 0:
-        raise argparse.ArgumentTypeError(f"{value} must be greater than 0")
-    return number
+share_below_one = bounded(0, 1, high_open=True)
 
 
 def report_main(argv: Sequence[str]) -> int:
-    parser = _Parser(prog="relaybench report", description="Rebuild a run folder's report.")
+    parser = Parser(prog="relaybench report", description="Rebuild a run folder's report.")
     parser.add_argument("dir", type=_existing_dir, help="the run folder")
     args = parser.parse_args(argv)
     from reports.markdown import health_lines, results_table
@@ -72,7 +47,7 @@ def report_main(argv: Sequence[str]) -> int:
 
 
 def compare_main(argv: Sequence[str]) -> int:
-    parser = _Parser(prog="relaybench compare", description="Compare two run folders side by side.")
+    parser = Parser(prog="relaybench compare", description="Compare two run folders side by side.")
     parser.add_argument("a", type=_existing_dir, help="run folder A (the baseline)")
     parser.add_argument("b", type=_existing_dir, help="run folder B")
     parser.add_argument("--out", type=Path, required=True, help="folder for the comparison")
@@ -92,28 +67,35 @@ def compare_main(argv: Sequence[str]) -> int:
 def plan_main(argv: Sequence[str]) -> int:
     from reports.capacity import PRICES, PlanInput
 
-    parser = _Parser(
+    parser = Parser(
         prog="relaybench plan",
         description="Capacity plan from a step or sweep run: highest load meeting the SLOs, "
         "replicas for a target peak, Little's law check, cost per day and month.",
     )
     parser.add_argument("dir", type=_existing_dir, help="the run folder (a step run)")
-    parser.add_argument("--slo-ttft-p95-ms", type=_positive, default=1000.0)
-    parser.add_argument("--slo-error-rate", type=_fraction, default=0.01)
+    parser.add_argument(
+        "--slo-ttft-p95-ms", type=positive_float, default=1000.0, help="SLO: TTFT p95 limit, ms"
+    )
+    parser.add_argument(
+        "--slo-error-rate",
+        type=share_below_one,
+        default=0.01,
+        help="SLO: highest share of failed requests, within [0, 1)",
+    )
     peak = parser.add_mutually_exclusive_group()
-    peak.add_argument("--peak-rps", type=_positive, help="target peak in requests/s")
-    peak.add_argument("--peak-multiple", type=_positive, help="target peak as a multiple of "
+    peak.add_argument("--peak-rps", type=positive_float, help="target peak in requests/s")
+    peak.add_argument("--peak-multiple", type=positive_float, help="target peak as a multiple of "
                       "today's (the run's highest 10-second mean req/s)")  # fmt: skip
-    parser.add_argument("--headroom", type=_fraction, default=0.3, help="spare share (0.3)")
-    parser.add_argument("--input-tokens", type=int, default=500, help="prompt tokens/request")
-    parser.add_argument("--load-factor", type=_positive, default=0.35,
-                        help="mean daily traffic as a share of the peak (0.35)")  # fmt: skip
+    parser.add_argument("--headroom", type=share_below_one, default=0.3, help="spare share")
+    parser.add_argument(
+        "--input-tokens", type=non_negative_int, default=500, help="prompt tokens/request"
+    )
+    parser.add_argument("--load-factor", type=positive_float, default=0.35,
+                        help="mean daily traffic as a share of the peak")  # fmt: skip
     parser.add_argument("--prices", type=Path, default=PRICES, help="price table (TOML)")
     parser.add_argument("--target", help="target to plan for (default: relay, else direct)")
     parser.add_argument("--json", action="store_true", help="print the plan as JSON")
     args = parser.parse_args(argv)
-    if args.input_tokens < 0:
-        raise UsageError("relaybench plan: --input-tokens must be >= 0")
     if not args.prices.is_file():
         raise UsageError(f"relaybench plan: price table {args.prices} does not exist")
     from reports.markdown import plan_markdown

@@ -6,45 +6,19 @@ test tabs and job pages, and when ``$GITHUB_STEP_SUMMARY`` is set the markdown i
 
 from __future__ import annotations
 
-import argparse
 import os
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
+from relaybench.cliargs import Parser, bounded
 from relaybench.errors import UsageError
 from reports.gate import GateOptions, GateReport, Result, evaluate, format_value, open_run
 from reports.thresholds import load_thresholds
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message}\n{self.format_usage().strip()}")
-
-
-def _confidence(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.5 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be within [0.5, 1), e.g. 0.95; got {text}")
-    return value
-
-
-def _resamples(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 100:
-        raise argparse.ArgumentTypeError(f"at least 100 resamples, got {value}")
-    return value
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+def build_parser() -> Parser:
+    parser = Parser(
         prog="relaybench gate",
         description="Check a run folder against performance thresholds "
         "(exit 0 pass, 1 a check failed or the run is degraded, 2 bad usage or data).",
@@ -60,12 +34,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--junit", type=Path, help="write JUnit XML here")
     parser.add_argument("--markdown", type=Path, help="write a markdown report here")
     parser.add_argument(
-        "--confidence", type=_confidence, default=0.95, help="interval confidence (0.95)"
+        "--confidence",
+        type=bounded(0.5, 1, high_open=True),
+        default=0.95,
+        help="interval confidence, within [0.5, 1)",
     )
     parser.add_argument(
-        "--resamples", type=_resamples, default=2000, help="bootstrap resamples (2000)"
+        "--resamples", type=bounded(100, kind=int), default=2000, help="bootstrap resamples"
     )
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (0)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     return parser
 
 
