@@ -1,0 +1,84 @@
+"""relaybench.serve on a tiny ASGI app: one ready line, exit 0 on a signal, hooks, bad address."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from relaybench.errors import UsageError
+from relaybench.procs import ServerProcess
+from relaybench.serve import bind
+
+APP = """
+import sys
+from relaybench.serve import ServeOptions, Service, serve
+
+async def app(scope, receive, send):
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+def factory():
+    print("factory ran in the loop", file=sys.stderr, flush=True)
+
+    async def aclose():
+        print("closed", file=sys.stderr, flush=True)
+
+    return Service(app, on_stop=lambda: print("stopping", file=sys.stderr, flush=True),
+                   aclose=aclose)
+
+sys.exit(serve(factory, ServeOptions(port=0, grace_s=1.0), factory=True))
+"""
+
+
+def test_one_ready_line_then_a_clean_stop_on_sigterm() -> None:
+    server = ServerProcess("tiny", ["-c", APP]).start()
+    try:
+        assert httpx.get(server.url + "/").text == "ok"
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(10) == 0  # not killed by the signal uvicorn captured
+    finally:
+        server.stop()
+    lines = list(server.output)
+    assert [line for line in lines if line.startswith("listening on")] == [
+        f"listening on {server.url}"
+    ]
+    assert lines.index("stopping") < lines.index("closed")
+    assert "factory ran in the loop" in lines
+
+
+def test_a_port_in_use_is_a_usage_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(UsageError, match=f"cannot listen on 127.0.0.1:{port}"):
+            bind("127.0.0.1", port)
+
+
+def test_several_workers_need_a_way_to_start_them() -> None:
+    code = (
+        "from relaybench.serve import ServeOptions, serve\n"
+        "serve(lambda *a: None, ServeOptions(workers=2))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1 and "worker_argv is needed" in done.stderr
+
+
+def test_reuse_port_lets_two_listeners_share_a_port() -> None:
+    first = bind("127.0.0.1", 0, reuse_port=True)
+    try:
+        first.listen()
+        port = first.getsockname()[1]
+        with pytest.raises(UsageError):
+            bind("127.0.0.1", port)  # without SO_REUSEPORT the port is taken
+        second = bind("127.0.0.1", port, reuse_port=True)
+        second.listen()
+        second.close()
+    finally:
+        first.close()
