@@ -151,7 +151,6 @@ def _bootstrap_clustered(
         x, groups = x[keep], groups[keep]
     _, g = np.unique(groups, return_inverse=True)
     m = int(g.max()) + 1
-    pvals = np.full(m, 1.0 / m)
     out = np.empty(n_boot)
     if q == "mean":
         sums = np.bincount(g, weights=x, minlength=m)
@@ -162,7 +161,7 @@ def _bootstrap_clustered(
     rows = max(1, _MEAN_BATCH // max(x.size, m))
     for start in range(0, n_boot, rows):
         stop = min(n_boot, start + rows)
-        counts = rng.multinomial(m, pvals, size=stop - start)  # how often each group is drawn
+        counts = _draw_counts(m, stop - start, rng)  # how often each group is drawn
         if q == "mean":
             with np.errstate(invalid="ignore", divide="ignore"):
                 out[start:stop] = (counts @ sums) / (counts @ lens)
@@ -172,6 +171,17 @@ def _bootstrap_clustered(
         idx = np.minimum((cum < target[:, None]).sum(axis=1), s.size - 1)
         out[start:stop] = s[idx]
     return estimate, out
+
+
+def _draw_counts(m: int, rows: int, rng: np.random.Generator) -> np.ndarray:
+    """``rows`` multinomial(m, uniform) count vectors: m groups drawn with replacement, counted.
+
+    Drawing the m indices and counting them is the same distribution as ``rng.multinomial``
+    with equal probabilities, and several times faster for thousands of groups.
+    """
+    picks = rng.integers(0, m, size=(rows, m), dtype=np.int64)
+    picks += np.arange(rows, dtype=np.int64)[:, None] * m
+    return np.bincount(picks.ravel(), minlength=rows * m).reshape(rows, m)
 
 
 def percentile_diff_ci(
