@@ -10,8 +10,16 @@
 - **Replicas** for a target peak: ``ceil(peak / (capacity * (1 - headroom)))``, with capacity =
   the highest successful req/s among the SLO-meeting steps (past the knee throughput can fall
   while latency still meets the SLO, so the heaviest step is not always the most productive).
-  A peak given as a multiple multiplies today's peak = the run's highest 10-second mean req/s
-  for the target.
+  The plan says where its peak came from (``replicas.source``): ``given`` (``--peak-rps``),
+  ``reference`` (a multiple of a named reference: a trace's busiest minute, the load a search
+  found), or ``run`` (a multiple of the run's own highest 10-second mean req/s — the benchmark's
+  offered load, not anyone's traffic, and labelled so). When every step met the SLOs the
+  capacity is only a lower bound, so the replica count is an upper bound (``bound: at_most``).
+  ``--replica-cost`` adds infrastructure cost per replica-month; the relay's CPU and RSS per
+  replica come from the run's server samples (``summary.json`` ``server``) when it has them.
+- **Honesty flags** (``flags``, printed before anything else): steps shorter than
+  ``SHORT_STEP_E2E`` mean E2E times never reach a steady state (Little's law), so a capacity
+  measured on them is not a steady-state figure; a bound is said to be a bound.
 - **Little's law** (closed loop, no think time): users ≈ req/s × mean end-to-end time per step;
   a ratio far from 1 means lost requests, think time, or a clock problem.
 - **Cost** per day and month from ``prices.toml`` (editable): requests/day = peak × ``load_factor``
@@ -32,6 +40,7 @@ import pandas as pd
 from relaybench.errors import UsageError
 
 PRICES = Path(__file__).with_name("prices.toml")
+SHORT_STEP_E2E = 3.0  # a step shorter than this many mean E2E times never reaches steady state
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,9 @@ class PlanInput:
     load_factor: float = 0.35
     prices: Path = PRICES
     target: str | None = None
+    replica_cost: float | None = None  # infrastructure cost per replica-month (USD)
+    reference_rps: float | None = None  # what --peak-multiple multiplies, when not the run's own
+    reference_label: str | None = None  # e.g. "the trace's busiest minute"
 
 
 def load_prices(path: Path) -> dict:
@@ -104,15 +116,24 @@ def plan(
     names: list[str],
     open_loop: bool = False,
     mean_output_tokens: float | None = None,
+    axis: tuple[str, str] | None = None,
+    server: dict | None = None,
 ) -> dict:
-    """The capacity plan as a JSON-able dict (see the module docstring for each number)."""
+    """The capacity plan as a JSON-able dict (see the module docstring for each number).
+
+    ``axis`` is ``(column, unit)`` of the load when it is neither users nor an asked rate (a
+    search along a trace's rate scale); ``steps`` may carry ``meets`` (a verdict decided
+    elsewhere, e.g. a search's, with its intervals) instead of the point-estimate rule.
+    ``server`` is the target's ``summary.json`` ``server`` block."""
     target = choose_target(names, inp.target)
-    load = "rate" if open_loop else "users"
+    load, unit = axis or (("rate", "req/s asked") if open_loop else ("users", "users"))
     out: dict = {
         "target": target,
         "load_axis": load,
+        "load_unit": unit,
         "slo": {"ttft_ms_p95": inp.slo_ttft_p95_ms, "error_rate": inp.slo_error_rate},
         "notes": [],
+        "flags": [],
     }
     rows = steps[steps["target"] == target].sort_values(load) if len(steps) else steps
     if not len(rows):
@@ -123,16 +144,76 @@ def plan(
         out["capacity"] = None
     else:
         out.update(_capacity(rows, inp, load))
-    capacity = (out.get("capacity") or {}).get("ok_rps")
-    out["replicas"] = _replicas(series, target, capacity, inp, out["notes"])
-    out["littles_law"] = None if open_loop else _littles_law(rows)
+    cap = out.get("capacity") or {}
+    out["replicas"] = _replicas(series, target, cap, inp, out["notes"])
+    out["littles_law"] = None if open_loop or load != "users" else _littles_law(rows)
+    out["flags"] = _flags(out, unit)
+    out["resources"] = _resources(server, out["replicas"])
     out["cost"] = _cost(out["replicas"], inp, mean_output_tokens)
+    return out
+
+
+def _flags(out: dict, unit: str) -> list[str]:
+    """What the reader must know before reading any number of the plan."""
+    flags = []
+    short = [s for s in out.get("steps") or [] if s.get("short") and s["meets_slo"]]
+    if short:
+        worst = min(short, key=lambda s: s["seconds"] / s["e2e_mean_s"])
+        flags.append(
+            f"Not a steady-state figure: {len(short)} SLO-meeting step(s) lasted less than "
+            f"{SHORT_STEP_E2E:g} mean request times (e.g. {worst['seconds']:g} s against a mean "
+            f"E2E of {worst['e2e_mean_s']:.1f} s); by Little's law the load had not settled when "
+            f"they ended. Run steps of at least "
+            f"{math.ceil(SHORT_STEP_E2E * max(s['e2e_mean_s'] for s in short))} s."
+        )
+    cap = out.get("capacity") or {}
+    rep = out.get("replicas") or {}
+    if cap.get("limited_by_last_step"):
+        n = rep.get("replicas")
+        flags.append(
+            f"A bound, not a measurement: every step met the SLOs, so one replica carries at "
+            f"least {cap[out['load_axis']]:g} {unit}"
+            + (f" and the peak needs **at most {n} replica(s)**" if n else "")
+            + "; run heavier steps to find the real limit."
+        )
+    if rep.get("source") == "run":
+        flags.append(
+            f"The peak ({rep['peak_rps']:,.1f} req/s) is a multiple of this run's own offered "
+            "load, which the benchmark chose, not your traffic's peak: give --peak-rps with "
+            "your real peak."
+        )
+    return flags
+
+
+def _resources(server: dict | None, replicas: dict | None) -> dict | None:
+    """The relay's CPU and RSS per replica over the measured window, from server samples."""
+    if not isinstance(server, dict):
+        return None
+    block = server.get("relay")
+    if not isinstance(block, dict):
+        return None
+    out = {
+        "server": "relay",
+        "mean_cpu_pct": block.get("mean_cpu_pct"),
+        "peak_cpu_pct": block.get("peak_cpu_pct"),
+        "peak_rss_mb": block.get("peak_rss_mb"),
+        "samples": block.get("samples"),
+    }
+    n = (replicas or {}).get("replicas")
+    if n and isinstance(out["peak_rss_mb"], int | float):
+        out["fleet_rss_mb"] = round(n * out["peak_rss_mb"], 1)
+    if n and isinstance(out["mean_cpu_pct"], int | float):
+        out["fleet_cores"] = round(n * out["mean_cpu_pct"] / 100, 2)
     return out
 
 
 def _capacity(rows: pd.DataFrame, inp: PlanInput, load: str) -> dict:
     p95 = rows["ttft_p95"].to_numpy(dtype=float)
-    meets = (p95 <= inp.slo_ttft_p95_ms) & (rows["error_rate"].to_numpy() <= inp.slo_error_rate)
+    if "meets" in rows:
+        meets = rows["meets"].to_numpy(dtype=bool)
+    else:
+        errors = rows["error_rate"].to_numpy()
+        meets = (p95 <= inp.slo_ttft_p95_ms) & (errors <= inp.slo_error_rate)
     prefix = np.cumprod(meets).astype(bool)  # nothing after the first failure counts
     x = rows[load].to_numpy(dtype=float)
     knee = kneedle(x, p95)
@@ -148,6 +229,9 @@ def _capacity(rows: pd.DataFrame, inp: PlanInput, load: str) -> dict:
             "ttft_p95_ci": [_r(r.ttft_p95_low), _r(r.ttft_p95_high)],
             "error_rate": round(float(r.error_rate), 5),
             "meets_slo": bool(m),
+            "seconds": round(float(r.seconds), 3),
+            "e2e_mean_s": _r(r.e2e_mean_ms / 1000, 3),
+            "short": bool(r.seconds < SHORT_STEP_E2E * r.e2e_mean_ms / 1000),
         }
         for r, m in zip(rows.itertuples(), prefix, strict=True)
     ]
@@ -155,7 +239,7 @@ def _capacity(rows: pd.DataFrame, inp: PlanInput, load: str) -> dict:
     if not prefix.any():
         out["capacity"] = None
         out["notes"] = [
-            f"Even the lightest step ({x[0]:,.0f} {load}) misses the SLOs "
+            f"Even the lightest step ({x[0]:,g} {load}) misses the SLOs "
             f"(TTFT p95 {p95[0]:,.0f} ms, error rate {rows['error_rate'].iloc[0]:.2%})."
         ]
         return out
@@ -163,8 +247,11 @@ def _capacity(rows: pd.DataFrame, inp: PlanInput, load: str) -> dict:
     low = rows["ttft_p95_low"].to_numpy(dtype=float)
     high = rows["ttft_p95_high"].to_numpy(dtype=float)
     errors_ok = rows["error_rate"].to_numpy() <= inp.slo_error_rate
-    confident = np.cumprod((high <= inp.slo_ttft_p95_ms) & errors_ok).astype(bool)
-    plausible = np.cumprod((low <= inp.slo_ttft_p95_ms) & errors_ok).astype(bool)
+    if "meets" in rows:  # the verdict already weighed each interval
+        confident = plausible = prefix
+    else:
+        confident = np.cumprod((high <= inp.slo_ttft_p95_ms) & errors_ok).astype(bool)
+        plausible = np.cumprod((low <= inp.slo_ttft_p95_ms) & errors_ok).astype(bool)
     r = rows.iloc[best]
     meeting = np.flatnonzero(prefix)
     top = rows.iloc[int(meeting[np.argmax(rows["ok_rps"].to_numpy()[meeting])])]
@@ -193,17 +280,25 @@ def _capacity(rows: pd.DataFrame, inp: PlanInput, load: str) -> dict:
 
 
 def _replicas(
-    series: pd.DataFrame, target: str, capacity: float | None, inp: PlanInput, notes: list[str]
+    series: pd.DataFrame, target: str, cap: dict, inp: PlanInput, notes: list[str]
 ) -> dict | None:
     today = today_peak_rps(series, target)
     if inp.peak_rps is not None:
-        peak, basis = inp.peak_rps, f"given peak {inp.peak_rps:,.1f} req/s"
+        peak, source = inp.peak_rps, "given"
+        basis = f"the given peak of {inp.peak_rps:,.1f} req/s (--peak-rps)"
+    elif inp.peak_multiple is not None and inp.reference_rps:
+        peak, source = inp.peak_multiple * inp.reference_rps, "reference"
+        basis = (f"{inp.peak_multiple:g}× {inp.reference_label or 'the reference load'} "
+                 f"({inp.reference_rps:,.1f} req/s)")  # fmt: skip
     elif inp.peak_multiple is not None and today:
-        peak = inp.peak_multiple * today
-        basis = f"{inp.peak_multiple:g}× today's peak of {today:,.1f} req/s"
+        peak, source = inp.peak_multiple * today, "run"
+        basis = (f"{inp.peak_multiple:g}× this run's own busiest 10 s ({today:,.1f} req/s, the "
+                 "benchmark's offered load)")  # fmt: skip
     else:
         return None
-    out = {"peak_rps": round(peak, 3), "basis": basis, "headroom": inp.headroom, "today": today}
+    out = {"peak_rps": round(peak, 3), "basis": basis, "source": source,
+           "headroom": inp.headroom, "today": today, "bound": None}  # fmt: skip
+    capacity = cap.get("ok_rps")
     if not capacity:
         notes.append("No SLO-meeting capacity was measured, so replicas cannot be computed.")
         out["replicas"] = None
@@ -212,6 +307,11 @@ def _replicas(
     out["per_replica_rps"] = round(capacity, 3)
     out["usable_per_replica_rps"] = round(usable, 3)
     out["replicas"] = math.ceil(peak / usable - 1e-9)
+    # capacity only a lower bound (nothing failed): the count needed is at most this
+    out["bound"] = "at_most" if cap.get("limited_by_last_step") else None
+    if inp.replica_cost is not None:
+        out["replica_cost_per_month"] = inp.replica_cost
+        out["infrastructure_per_month"] = round(out["replicas"] * inp.replica_cost, 2)
     return out
 
 
@@ -268,6 +368,6 @@ def _cost(replicas: dict | None, inp: PlanInput, mean_output_tokens: float | Non
     }
 
 
-def _r(value) -> float | None:
+def _r(value, digits: int = 1) -> float | None:
     value = float(value)
-    return round(value, 1) if math.isfinite(value) else None
+    return round(value, digits) if math.isfinite(value) else None

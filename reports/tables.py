@@ -216,19 +216,31 @@ def plan_sentences(plan: dict) -> list[str]:
     """The capacity plan in plain sentences (used by report.md, report.html and `plan`)."""
     load = plan["load_axis"]
     slo = plan["slo"]
-    unit = "users" if load == "users" else "req/s asked"
-    out = [
-        f"Target `{plan['target']}`, SLOs: TTFT p95 ≤ {fmt(slo['ttft_ms_p95'], 0)} ms and error "
-        f"rate ≤ {slo['error_rate']:.2%}."
-    ]
+    unit = plan.get("load_unit") or ("users" if load == "users" else "req/s asked")
+    out = [f"⚠ {flag}" for flag in plan.get("flags") or []]  # before any number
+    out.append(
+        f"Target `{plan['target']}`, SLOs: "
+        + (
+            plan.get("slo_text")
+            or f"TTFT p95 ≤ {fmt(slo['ttft_ms_p95'], 0)} ms and error rate ≤ "
+            f"{slo['error_rate']:.2%}"
+        )
+        + "."
+    )
     cap = plan.get("capacity")
     if cap:
         sure = cap.get(f"{load}_confident")
         maybe = cap.get(f"{load}_plausible")
         crossing = cap.get(f"{load}_crossing")
         at = cap.get(f"{load}_at_max_throughput")
+        bound = cap.get("limited_by_last_step")
         out.append(
-            f"Highest load meeting the SLOs: **{fmt(cap[load], 0)} {unit}** (TTFT p95 "
+            (
+                "Every load measured met the SLOs, so the highest load meeting them is at least "
+                if bound
+                else "Highest load meeting the SLOs: "
+            )
+            + f"**{cap[load]:,g} {unit}** (TTFT p95 "
             f"{fmt(cap['ttft_p95'])} ms); best throughput within the SLOs "
             f"**{fmt(cap['ok_rps'], 1)} successful req/s**, {fmt(cap['tokens_per_s'], 0)} output "
             f"tokens/s" + (f" (at {fmt(at, 0)} {unit})." if at != cap[load] else ".")
@@ -243,11 +255,32 @@ def plan_sentences(plan: dict) -> list[str]:
         out.append(f"Knee (TTFT p95 starts to climb): about {fmt(plan['knee'], 0)} {unit}.")
     rep = plan.get("replicas")
     if rep and rep.get("replicas"):
+        count = f"at most {rep['replicas']}" if rep.get("bound") == "at_most" else rep["replicas"]
         out.append(
-            f"Replicas for a peak of {fmt(rep['peak_rps'], 1)} req/s ({rep['basis']}) with "
-            f"{rep['headroom']:.0%} headroom: **{rep['replicas']}** (each carries "
-            f"{fmt(rep['per_replica_rps'], 1)} req/s at the SLO, planned at "
+            f"Replicas for a peak of {fmt(rep['peak_rps'], 1)} req/s — {rep['basis']} — with "
+            f"{rep['headroom']:.0%} headroom: **{count}** (each carries "
+            f"{fmt(rep['per_replica_rps'], 1)} successful req/s at the SLO, planned at "
             f"{fmt(rep['usable_per_replica_rps'], 1)})."
+        )
+        if rep.get("infrastructure_per_month") is not None:
+            out.append(
+                f"Infrastructure: {count} replica(s) × ${fmt(rep['replica_cost_per_month'], 2)} "
+                f"per replica-month (--replica-cost) = "
+                f"**${fmt(rep['infrastructure_per_month'], 0)}/month**, before tokens."
+            )
+    res = plan.get("resources")
+    if res:
+        out.append(
+            f"Per replica at that load ({res['server']}'s server samples, {res['samples']} in "
+            f"the window): CPU mean {fmt(res['mean_cpu_pct'])}% / peak "
+            f"{fmt(res['peak_cpu_pct'])}% of one core, RSS peak {fmt(res['peak_rss_mb'])} MiB"
+            + (f"; for the fleet ≈ {fmt(res['fleet_cores'], 2)} cores and "
+               f"{fmt(res['fleet_rss_mb'], 0)} MiB." if "fleet_rss_mb" in res else ".")
+        )  # fmt: skip
+    elif rep and rep.get("replicas"):
+        out.append(
+            "No server samples in this folder, so the relay's CPU and memory per replica are "
+            "unknown (relaybench run/search record them when they start the relay)."
         )
     little = plan.get("littles_law") or []
     if little:
@@ -277,7 +310,8 @@ def cost_rows(plan: dict) -> Table | None:
     cost = plan.get("cost")
     if not cost:
         return None
-    header = ["model", "direct $/day", "relay $/day", "direct $/month", "relay $/month", "saving"]
+    header = ["model", "direct $/day", "example relay $/day", "direct $/month",
+              "example relay $/month", "example saving"]  # fmt: skip
     rows = [
         [
             m["model"],
@@ -300,7 +334,9 @@ def cost_sentence(plan: dict) -> str | None:
         f"Cost at {fmt(cost['requests_per_day'])} requests/day (peak × load factor "
         f"{cost['load_factor']:g} × 86,400 s), {fmt(cost['input_tokens_per_request'])} input and "
         f"{fmt(cost['output_tokens_per_request'], 1)} output tokens per request, prices as of "
-        f"{cost['prices_as_of']} from the editable `{cost['prices_file']}`."
+        f"{cost['prices_as_of']} from the editable `{cost['prices_file']}`. Token cost only: "
+        "the *example relay* columns are an example reseller price list shipped with the file, "
+        "not what the bundled relay costs or saves; put your own prices there."
     )
 
 
