@@ -65,6 +65,15 @@ def die_with_parent() -> None:
         raise SystemExit(f"parent process {expected} is gone; exiting")
 
 
+def owned_command(argv: Sequence[str]) -> list[str]:
+    """A non-Python program as an owned child: ``Popen(owned_command([...]), **owned_child())``.
+
+    A small Python launcher calls ``die_with_parent()`` and then execs the program; the kernel's
+    parent-death signal survives ``exec``, so e.g. ``redis-server`` ends with us too.
+    """
+    return [sys.executable, "-m", "relaybench.procs", *argv]
+
+
 class ServerProcess:
     """A server subprocess: ``start()`` waits for its ``listening on`` line; ``stop()`` ends it.
 
@@ -153,3 +162,10 @@ class ServerProcess:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+if __name__ == "__main__":  # the launcher of owned_command()
+    die_with_parent()
+    if len(sys.argv) < 2:
+        raise SystemExit("usage: python -m relaybench.procs PROGRAM [ARGS...]")
+    os.execvp(sys.argv[1], sys.argv[1:])

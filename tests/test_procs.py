@@ -96,3 +96,35 @@ def test_owned_children_get_our_pid_and_no_preexec_fn() -> None:
         "start_new_session": True,
         "env": {"A": "b", PARENT_PID_ENV: str(os.getpid())},
     }
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux-only")
+def test_a_non_python_child_dies_with_its_parent_too() -> None:
+    parent_code = (
+        "import subprocess, sys, time\n"
+        "from relaybench.procs import owned_child, owned_command\n"
+        "child = subprocess.Popen(owned_command(['sleep', '60']), **owned_child())\n"
+        "print(child.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", parent_code], stdout=subprocess.PIPE, text=True
+    )
+    child = None
+    try:
+        assert parent.stdout is not None
+        child = psutil.Process(int(parent.stdout.readline()))
+        deadline = time.monotonic() + 10
+        while child.name() != "sleep" and time.monotonic() < deadline:  # the launcher has exec'd
+            time.sleep(0.02)
+        assert child.name() == "sleep"
+        parent.kill()
+        parent.wait()
+        _, alive = psutil.wait_procs([child], timeout=5)
+        assert not alive, "sleep outlived its killed parent"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+        if child is not None and child.is_running():
+            child.kill()
