@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -17,6 +18,7 @@ from starlette.routing import Route
 
 from mock_upstream.completions import Completions
 from mock_upstream.config import MockConfig
+from mock_upstream.errors import BadRequest
 from mock_upstream.state import MockState
 
 
@@ -36,6 +38,10 @@ class MockApp:
         await self.app(scope, receive, send)
 
 
+def _query_error(message: str) -> BadRequest:
+    return BadRequest(f"GET /mock/requests: {message}", code="invalid_query")
+
+
 def build_app(config: MockConfig, state: MockState | None = None) -> MockApp:
     state = state or MockState(config)
     chat, legacy = Completions(state, chat=True), Completions(state, chat=False)
@@ -49,6 +55,20 @@ def build_app(config: MockConfig, state: MockState | None = None) -> MockApp:
 
     async def stats(request: Request) -> Response:
         return JSONResponse(state.snapshot())
+
+    async def requests(request: Request) -> Response:
+        query = request.query_params
+        unknown = set(query) - {"id", "since"}
+        if unknown:
+            raise _query_error(f"unknown query parameter {sorted(unknown)[0]!r}; use id, since")
+        since_text = query.get("since", "0")
+        if not since_text.isascii() or not since_text.isdigit():
+            raise _query_error(f"'since' must be a non-negative integer, got {since_text!r}")
+        entries = state.history.select(id_=query.get("id"), since=int(since_text))
+        return Response(
+            orjson.dumps({"requests": [e.as_dict() for e in entries]}),
+            media_type="application/json",
+        )
 
     async def reset(request: Request) -> Response:
         state.reset()
@@ -67,13 +87,21 @@ def build_app(config: MockConfig, state: MockState | None = None) -> MockApp:
         }
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
+    async def api_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, BadRequest)
+        return Response(exc.body(), status_code=exc.status, media_type="application/json")
+
     routes = [
         Route("/v1/chat/completions", chat, methods=["POST"]),
         Route("/v1/completions", legacy, methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
         Route("/mock/stats", stats, methods=["GET"]),
+        Route("/mock/requests", requests, methods=["GET"]),
         Route("/mock/reset", reset, methods=["POST"]),
     ]
-    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+    app = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: http_error, BadRequest: api_error},
+    )
     return MockApp(app, {"/v1/chat/completions": chat, "/v1/completions": legacy})

@@ -23,7 +23,8 @@ import orjson
 from mock_upstream import content
 from mock_upstream.config import MAX_BODY_BYTES, MAX_DRAIN_BYTES
 from mock_upstream.errors import ApiError, BadRequest, ConnectionCut, TooLarge
-from mock_upstream.faults import Fault, draw_fault
+from mock_upstream.faults import MID_STREAM, Fault, draw_fault
+from mock_upstream.history import Entry
 from mock_upstream.latency import Plan, make_plan
 from mock_upstream.load import QueueFull, slowdown_factor
 from mock_upstream.state import MockState
@@ -77,8 +78,17 @@ async def _read_body(scope: Scope, receive: Receive) -> bytes:
 
 
 async def send_json(
-    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+    send: Send,
+    status: int,
+    body: bytes,
+    headers: list[tuple[bytes, bytes]] | None = None,
+    entry: Entry | None = None,
+    ns: int | None = None,
 ) -> None:
+    """A whole JSON answer; ``entry`` logs it as written at ``ns`` (default: now)."""
+    if entry is not None:
+        entry.status = status
+        entry.wrote(len(body), time.time_ns() if ns is None else ns)
     await send(
         {
             "type": "http.response.start",
@@ -93,8 +103,15 @@ async def send_json(
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-async def send_error(send: Send, exc: ApiError) -> None:
-    await send_json(send, exc.status, exc.body(), list(exc.headers))
+async def send_error(send: Send, exc: ApiError, entry: Entry | None = None) -> None:
+    await send_json(send, exc.status, exc.body(), list(exc.headers), entry)
+
+
+def _request_id(headers: list[tuple[bytes, bytes]]) -> str | None:
+    for name, value in headers:
+        if name == b"x-request-id":
+            return value.decode("latin-1")
+    return None
 
 
 def _chunk_gaps(plan: Plan, per_chunk: int) -> list[float]:
@@ -118,30 +135,43 @@ class Completions:
         self.prefix = "chatcmpl-mock" if chat else "cmpl-mock"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        arrived = b"%d" % time.time_ns()
+        arrived_ns = time.time_ns()
+        arrived = b"%d" % arrived_ns
         state = self.state
         stats = state.stats
         cfg = state.config
         stats.requests += 1
+        entry = state.history.open(arrived_ns, _request_id(scope["headers"]))
         try:
             req = parse_body(await _read_body(scope, receive), chat=self.chat)
-            overrides = parse_overrides(scope["headers"])
+            overrides = parse_overrides(scope["headers"], req.tag)
         except ApiError as exc:
             stats.bad_requests += 1
-            await send_error(send, exc)
+            await send_error(send, exc, entry)
+            entry.finish("error")
             return
         except asgi.ClientDisconnected:
             stats.cancelled += 1
+            entry.finish("cancelled")
             return
+        entry.id = overrides.tag_id
+        entry.stream = req.stream
         seq = state.next_seq()
         seed = overrides.seed if overrides.seed is not None else state.request_seed(seq)
         plan, fault = self._plan(req, overrides, seed)
         rid = f"{self.prefix}{seq:08d}"
-        if fault is not None and fault.kind == "status":
-            stats.faults[fault.label] += 1
-            stats.faulted += 1
-            await send_error(send, _status_fault(fault.value, cfg.retry_after_s))
-            return
+        if fault is not None:
+            entry.fault = fault.text
+            if fault.kind == "status":
+                stats.faults[fault.label] += 1
+                stats.faulted += 1
+                await send_error(send, _status_fault(fault.value, cfg.retry_after_s), entry)
+                entry.finish("faulted")
+                return
+            if fault.kind == "hang":
+                stats.faults[fault.label] += 1
+                await self._hang(receive, send, entry)
+                return
         try:
             waiter = state.admission.admit()
         except QueueFull:
@@ -155,7 +185,9 @@ class Completions:
                     code="queue_full",
                     headers=((b"retry-after", str(cfg.retry_after_s).encode()),),
                 ),
+                entry,
             )
+            entry.finish("error")
             return
         task = asyncio.current_task()
         assert task is not None
@@ -166,6 +198,7 @@ class Completions:
         try:
             if streaming:
                 stats.active_streams += 1
+                entry.status = 200
                 await send(
                     {
                         "type": "http.response.start",
@@ -188,25 +221,32 @@ class Completions:
                 admitted = True
             start = time.monotonic()
             if streaming:
-                await self._stream(send, req, plan, fault, rid, start, opened)
+                end = await self._stream(send, entry, req, plan, fault, rid, start, opened)
             else:
-                await self._whole(send, req, plan, fault, rid, seed, start, arrived)
+                end = await self._whole(send, entry, req, plan, fault, rid, seed, start, arrived)
             watch.done = True
-            stats.completed += 1
+            if end == "completed":
+                stats.completed += 1
+            else:
+                stats.faulted += 1
+            entry.finish(end)
         except ConnectionCut:  # the disconnect-after fault
             stats.faulted += 1
+            entry.finish("faulted")
             raise
         except asyncio.CancelledError:
             watch.done = True
             stats.cancelled += 1
             task.uncancel()
             if watch.disconnected:
+                entry.finish("cancelled")
                 return
+            entry.finish("error")
             # the server is shutting down: close the stream, or answer a waiting request
             if streaming:
                 raise ConnectionCut from None
             with contextlib.suppress(RuntimeError):  # uvicorn's answer if we had started one
-                await send_error(send, _SHUTTING_DOWN)
+                await send_error(send, _SHUTTING_DOWN, entry)
         finally:
             watch.done = True
             if not watcher.done():
@@ -215,6 +255,26 @@ class Completions:
                 stats.active_streams -= 1
             if admitted:
                 state.admission.release()
+
+    async def _hang(self, receive: Receive, send: Send, entry: Entry) -> None:
+        """The ``hang`` fault: send nothing, not even a status line, until the client leaves."""
+        task = asyncio.current_task()
+        assert task is not None
+        watch = _Watch(task)
+        watcher = asyncio.ensure_future(watch.run(receive))
+        try:
+            await asyncio.get_running_loop().create_future()
+        except asyncio.CancelledError:
+            task.uncancel()
+            self.state.stats.faulted += 1
+            if not watch.disconnected:  # the server is stopping: say so rather than a bare 500
+                with contextlib.suppress(RuntimeError):
+                    await send_error(send, _SHUTTING_DOWN, entry)
+            entry.finish("faulted")
+        finally:
+            watch.done = True
+            if not watcher.done():
+                watcher.cancel()
 
     def _plan(self, req: CompletionRequest, ov: Overrides, seed: int) -> tuple[Plan, Fault | None]:
         cfg = self.state.config
@@ -247,25 +307,31 @@ class Completions:
             "total_tokens": req.prompt_tokens + n,
         }
 
-    async def _fault(self, send: Send, fault: Fault, templates: content.ChunkTemplates) -> None:
+    async def _fault(
+        self, send: Send, entry: Entry, fault: Fault, templates: content.ChunkTemplates
+    ) -> None:
         """Act out a mid-stream fault; returns only for ``malformed``."""
         self.state.stats.faults[fault.label] += 1
         if fault.kind == "disconnect":
             raise ConnectionCut
         if fault.kind == "stall":
             await asyncio.get_running_loop().create_future()  # until the client or server quits
-        await send({"type": "http.response.body", "body": templates.malformed(), "more_body": True})
+        line = templates.malformed()
+        entry.wrote(len(line), time.time_ns())
+        await send({"type": "http.response.body", "body": line, "more_body": True})
 
     async def _stream(
         self,
         send: Send,
+        entry: Entry,
         req: CompletionRequest,
         plan: Plan,
         fault: Fault | None,
         rid: str,
         start: float,
         opened: float,
-    ) -> None:
+    ) -> str:
+        """Send the stream; returns how it ended (``completed``, or ``faulted`` for no-done)."""
         state = self.state
         cfg = state.config
         stats = state.stats
@@ -284,7 +350,7 @@ class Completions:
         )
         bodies = content.chunk_bodies(plan.tokens, cfg.tokens_per_chunk)
         gaps = _chunk_gaps(plan, cfg.tokens_per_chunk)
-        fault_at = fault.value if fault is not None else -1
+        fault_at = fault.value if fault is not None and fault.kind in MID_STREAM else -1
         per_stream, after = cfg.slowdown_per_stream, cfg.slowdown_after
         keepalive = cfg.keepalive_ms / 1000.0
         next_keepalive = opened + keepalive
@@ -293,7 +359,7 @@ class Completions:
         deadline = start + plan.ttft_s
         for j, body in enumerate(bodies):
             if j == fault_at:
-                await self._fault(send, fault, templates)  # type: ignore[arg-type]
+                await self._fault(send, entry, fault, templates)  # type: ignore[arg-type]
             if j:
                 gap = gaps[j - 1]
                 if per_stream:
@@ -302,6 +368,7 @@ class Completions:
             if keepalive:
                 while next_keepalive < deadline:
                     await sleep(max(0.0, next_keepalive - loop.time()))
+                    entry.wrote(len(templates.keepalive), time_ns())
                     await send(
                         {
                             "type": "http.response.body",
@@ -320,21 +387,30 @@ class Completions:
             else:
                 data = templates.role(ns) + templates.content(body, ns)
             lateness.add(now - deadline)
+            entry.wrote(len(data), ns)
             await send({"type": "http.response.body", "body": data, "more_body": True})
+            entry.chunks_sent += 1
             stats.chunks += 1
         if fault_at == len(bodies):
-            await self._fault(send, fault, templates)  # type: ignore[arg-type]
+            await self._fault(send, entry, fault, templates)  # type: ignore[arg-type]
         ns = time_ns()
         tail = templates.final(plan.finish_reason, ns)
         if req.include_usage:
             tail += templates.usage(self._usage(req, plan), ns)
-        await send(
-            {"type": "http.response.body", "body": tail + templates.done, "more_body": False}
-        )
+        end = "completed"
+        if fault is not None and fault.kind == "no-done":
+            stats.faults[fault.label] += 1
+            end = "faulted"
+        else:
+            tail += templates.done
+        entry.wrote(len(tail), ns)
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
+        return end
 
     async def _whole(
         self,
         send: Send,
+        entry: Entry,
         req: CompletionRequest,
         plan: Plan,
         fault: Fault | None,
@@ -342,8 +418,9 @@ class Completions:
         seed: int,
         start: float,
         arrived: bytes,
-    ) -> None:
-        """Non-streaming: answer once the whole simulated generation is over."""
+    ) -> str:
+        """Non-streaming: answer once the whole simulated generation is over (``no-done``: a
+        stream-only fault, changes nothing here); returns how it ended."""
         cfg = self.state.config
         loop = asyncio.get_running_loop()
         factor = slowdown_factor(
@@ -354,7 +431,7 @@ class Completions:
         for gap in plan.gaps_s:
             offsets.append(offsets[-1] + gap * factor)
         n_chunks = -(-len(plan.tokens) // max(1, cfg.tokens_per_chunk))
-        if fault is not None and fault.value <= n_chunks:
+        if fault is not None and fault.kind in MID_STREAM and fault.value <= n_chunks:
             cut_at = offsets[min(len(offsets) - 1, fault.value * max(1, cfg.tokens_per_chunk))]
             await asyncio.sleep(max(0.0, cut_at - loop.time()))
             self.state.stats.faults[fault.label] += 1
@@ -362,9 +439,11 @@ class Completions:
                 await loop.create_future()
             partial = b'{"id":"%s","choices":[{"message":' % rid.encode()
             if fault.kind == "malformed":
-                await send_json(send, 200, partial)
-                return
+                await send_json(send, 200, partial, None, entry)
+                return "faulted"
             # a cut: promise a body, send part of it, then drop the connection
+            entry.status = 200
+            entry.wrote(len(partial), time.time_ns())
             await send(
                 {
                     "type": "http.response.start",
@@ -407,7 +486,8 @@ class Completions:
             body["system_fingerprint"] = "fp_mock"
         self.state.stats.lateness.add(lateness_now - end)
         headers = [(b"x-mock-seed", b"%d" % seed), (b"x-mock-arrived-ns", arrived)]
-        await send_json(send, 200, orjson.dumps(body), headers)
+        await send_json(send, 200, orjson.dumps(body), headers, entry, ns)
+        return "completed"
 
 
 def _status_fault(code: int, retry_after_s: int) -> ApiError:

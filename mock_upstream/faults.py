@@ -6,9 +6,14 @@ Header forms (the contract):
     disconnect-after:N   cut the connection after N content chunks
     stall-after:N        stop sending after N content chunks, keep the connection open
     malformed-after:N    send one invalid JSON data line after N content chunks, then continue
+    no-done              send the whole stream (usage chunk too, if asked) but no ``[DONE]``
+                         line, then end the response cleanly (streams only)
+    hang                 read the request, then send nothing at all, not even the status line,
+                         until the client goes away (or the server stops)
 
 Rates (``--fault-rate KIND=P``, repeatable) use the same kinds without the argument position:
-``status:429=0.01``, ``disconnect=0.005``, ``stall=0.001``, ``malformed=0.01``. A mid-stream
+``status:429=0.01``, ``disconnect=0.005``, ``stall=0.001``, ``malformed=0.01``, ``no-done=0.01``,
+``hang=0.001``. A mid-stream
 fault's position is drawn uniformly over the request's chunks, from the request's seeded RNG.
 """
 
@@ -17,9 +22,12 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-VALID_FORMS = "status:CODE, disconnect-after:N, stall-after:N, malformed-after:N"
-VALID_RATE_KINDS = "status:CODE, disconnect, stall, malformed"
+VALID_FORMS = "status:CODE, disconnect-after:N, stall-after:N, malformed-after:N, no-done, hang"
+VALID_RATE_KINDS = "status:CODE, disconnect, stall, malformed, no-done, hang"
 _AFTER = {"disconnect-after": "disconnect", "stall-after": "stall", "malformed-after": "malformed"}
+_FORM = {kind: form for form, kind in _AFTER.items()}
+_BARE = ("no-done", "hang")  # forms without an argument
+MID_STREAM = frozenset(_AFTER.values())  # the kinds that act after N content chunks
 
 
 class FaultSyntaxError(ValueError):
@@ -28,13 +36,20 @@ class FaultSyntaxError(ValueError):
 
 @dataclass(frozen=True)
 class Fault:
-    kind: str  # "status" | "disconnect" | "stall" | "malformed"
-    value: int  # the status code, or the number of content chunks before the fault
+    kind: str  # "status" | "disconnect" | "stall" | "malformed" | "no-done" | "hang"
+    value: int  # the status code, or the number of content chunks before the fault (else 0)
 
     @property
     def label(self) -> str:
         """The key counted in ``/mock/stats`` ``faults_by_kind``."""
         return f"status:{self.value}" if self.kind == "status" else self.kind
+
+    @property
+    def text(self) -> str:
+        """The header form (``disconnect-after:3``), as ``/mock/requests`` shows it."""
+        if self.kind in _FORM:
+            return f"{_FORM[self.kind]}:{self.value}"
+        return self.label
 
 
 @dataclass(frozen=True)
@@ -62,6 +77,8 @@ def parse_fault(text: str) -> Fault:
             return Fault("status", code)
         if sep and name in _AFTER:
             return Fault(_AFTER[name], _int(arg.strip(), f"{name} N"))
+        if not sep and name in _BARE:
+            return Fault(name, 0)
         raise FaultSyntaxError(f"unknown fault {text!r}")
     except FaultSyntaxError as exc:
         raise FaultSyntaxError(f"{exc}; valid forms: {VALID_FORMS}") from None
@@ -82,7 +99,7 @@ def parse_rate(text: str) -> FaultRate:
         if not 400 <= code <= 599:
             raise FaultSyntaxError(f"status CODE must be 400-599, got {code}")
         return FaultRate("status", code, prob)
-    if kind in ("disconnect", "stall", "malformed"):
+    if kind in MID_STREAM or kind in _BARE:
         return FaultRate(kind, 0, prob)
     raise FaultSyntaxError(f"unknown fault kind {kind!r}; valid kinds: {VALID_RATE_KINDS}")
 
@@ -97,6 +114,6 @@ def draw_fault(rng: random.Random, rates: tuple[FaultRate, ...], n_chunks: int) 
     for rate in rates:
         coin, where = rng.random(), rng.random()
         if chosen is None and coin < rate.probability:
-            value = rate.status if rate.kind == "status" else int(where * max(1, n_chunks))
+            value = int(where * max(1, n_chunks)) if rate.kind in MID_STREAM else rate.status
             chosen = Fault(rate.kind, value)
     return chosen

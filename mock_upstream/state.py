@@ -1,8 +1,9 @@
-"""The mock's runtime state: config, counters, admission and the request sequence."""
+"""The mock's runtime state: config, counters, request log, admission and the request sequence."""
 
 from __future__ import annotations
 
 from mock_upstream.config import MockConfig
+from mock_upstream.history import History
 from mock_upstream.load import Admission
 from mock_upstream.stats import Stats
 
@@ -11,6 +12,7 @@ class MockState:
     def __init__(self, config: MockConfig) -> None:
         self.config = config
         self.stats = Stats()
+        self.history = History()
         self.admission = Admission(config.max_concurrency, config.max_queue)
         self._seq = 0
 
@@ -24,6 +26,7 @@ class MockState:
 
     def reset(self) -> None:
         self.stats.reset()
+        self.history.reset()
         self._seq = 0
 
     def snapshot(self) -> dict[str, object]:

@@ -1,11 +1,21 @@
 """Sans-I/O parsing of a completion request: body bytes and headers in, a typed request out.
 
-Every problem raises ``BadRequest`` naming the field or header, never anything else.
+Every problem raises ``BadRequest`` naming the field, header or tag key, never anything else.
+
+Directives (``Overrides``) come from the ``X-Mock-*`` headers and, for relays that drop custom
+headers, from a tag in the last user message (or the prompt of a legacy completion)::
+
+    [[mock fault=stall-after:3 ttft-ms=50 itl-ms=5 output-tokens=20 seed=7 id=case-12]]
+
+Each key means what its header means (``fault`` = ``X-Mock-Fault``, ``ttft-ms`` =
+``X-Mock-TTFT-Ms``, ``itl-ms``, ``output-tokens``, ``seed``) and is checked by the same code;
+``id`` names the request in ``/mock/requests``. A header wins over the tag for one directive.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import orjson
@@ -15,6 +25,23 @@ from mock_upstream.faults import Fault, FaultSyntaxError, parse_fault
 from mock_upstream.latency import MAX_OUTPUT_TOKENS
 
 _ROLES = frozenset({"system", "user", "assistant", "tool", "function", "developer"})
+_TAG = re.compile(r"\[\[mock(\s[^\]]*)?\]\]")
+_TAG_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# tag key -> the header of the same directive
+TAG_KEYS = {
+    "fault": "x-mock-fault",
+    "ttft-ms": "x-mock-ttft-ms",
+    "itl-ms": "x-mock-itl-ms",
+    "output-tokens": "x-mock-output-tokens",
+    "seed": "x-mock-seed",
+}
+_HEADER_NAMES = {
+    "x-mock-fault": "X-Mock-Fault",
+    "x-mock-ttft-ms": "X-Mock-TTFT-Ms",
+    "x-mock-itl-ms": "X-Mock-ITL-Ms",
+    "x-mock-output-tokens": "X-Mock-Output-Tokens",
+    "x-mock-seed": "X-Mock-Seed",
+}
 
 
 @dataclass(frozen=True)
@@ -26,6 +53,7 @@ class Overrides:
     output_tokens: int | None = None
     seed: int | None = None
     fault: Fault | None = None
+    tag_id: str | None = None  # the tag's ``id=``: the request's name in /mock/requests
 
 
 @dataclass(frozen=True)
@@ -36,6 +64,7 @@ class CompletionRequest:
     include_usage: bool
     max_tokens: int | None
     prompt_tokens: int
+    tag: dict[str, str] | None = None  # KEY=VALUE pairs of the ``[[mock …]]`` tag(s), unchecked
 
 
 def _estimate_tokens(chars: int) -> int:
@@ -88,6 +117,62 @@ def _message_chars(messages: object) -> int:
     return chars
 
 
+def _texts(content: object) -> list[str]:
+    """The text of a message's content: the string, or the text parts of a list."""
+    if isinstance(content, str):
+        return [content]
+    if isinstance(content, list):
+        return [
+            p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
+        ]
+    return []
+
+
+def _last_user_texts(messages: list[dict[str, object]]) -> list[str]:
+    for msg in reversed(messages):
+        if msg.get("role") == "user":
+            return _texts(msg.get("content"))
+    return []
+
+
+def _prompt_texts(prompt: object) -> list[str]:
+    if isinstance(prompt, str):
+        return [prompt]
+    if isinstance(prompt, list) and prompt and isinstance(prompt[-1], str):
+        return [prompt[-1]]
+    return []
+
+
+def read_tag(texts: list[str]) -> dict[str, str] | None:
+    """The ``KEY=VALUE`` pairs of every ``[[mock …]]`` tag in ``texts`` (None: no tag).
+
+    Only the tag's syntax is checked here (pairs, known keys, each key once); the values are
+    checked with the headers' code by ``parse_overrides``.
+    """
+    pairs: dict[str, str] | None = None
+    for text in texts:
+        if "[[mock" not in text:
+            continue
+        for match in _TAG.finditer(text):
+            pairs = {} if pairs is None else pairs
+            for item in (match.group(1) or "").split():
+                key, sep, value = item.partition("=")
+                key = key.lower()
+                if not sep or not key:
+                    raise _tag_error(f"{item!r} is not KEY=VALUE", "[[mock]]")
+                if key not in TAG_KEYS and key != "id":
+                    valid = ", ".join([*TAG_KEYS, "id"])
+                    raise _tag_error(f"unknown key {key!r}; valid keys: {valid}", f"[[mock {key}]]")
+                if key in pairs:
+                    raise _tag_error(f"key {key} is given twice", f"[[mock {key}]]")
+                pairs[key] = value
+    return pairs
+
+
+def _tag_error(message: str, param: str) -> BadRequest:
+    return BadRequest(f"[[mock]] tag: {message}", code="invalid_tag", param=param)
+
+
 def _prompt_chars(prompt: object) -> int:
     if isinstance(prompt, str):
         return len(prompt)
@@ -127,8 +212,10 @@ def parse_body(raw: bytes, *, chat: bool) -> CompletionRequest:
                 param="messages",
             )
         chars = _message_chars(body["messages"])
+        tag = read_tag(_last_user_texts(body["messages"]))
     else:
         chars = _prompt_chars(body.get("prompt"))
+        tag = read_tag(_prompt_texts(body.get("prompt")))
     model = body.get("model")
     if model is not None and (not isinstance(model, str) or not model):
         raise BadRequest("'model' must be a non-empty string", code="invalid_type", param="model")
@@ -171,11 +258,29 @@ def parse_body(raw: bytes, *, chat: bool) -> CompletionRequest:
         include_usage=include_usage,
         max_tokens=max_tokens,
         prompt_tokens=_estimate_tokens(chars),
+        tag=tag,
     )
 
 
+@dataclass(frozen=True)
+class _Source:
+    """Where one directive's value came from: a header or a tag key (for the error)."""
+
+    name: str  # "X-Mock-TTFT-Ms" or "ttft-ms"
+    tag: bool
+
+    @property
+    def what(self) -> str:
+        return f"[[mock]] tag key {self.name}" if self.tag else f"header {self.name}"
+
+    def error(self, message: str) -> BadRequest:
+        if self.tag:
+            return BadRequest(message, code="invalid_tag", param=f"[[mock {self.name}]]")
+        return BadRequest(message, code="invalid_header", param=self.name)
+
+
 def _number(
-    value: str, header: str, *, integer: bool, minimum: float, maximum: float = math.inf
+    value: str, source: _Source, *, integer: bool, minimum: float, maximum: float = math.inf
 ) -> float:
     try:
         number = int(value) if integer else float(value)
@@ -184,43 +289,57 @@ def _number(
     if not math.isfinite(number) or not minimum <= number <= maximum:
         kind = "an integer" if integer else "a number"
         upper = f" and <= {maximum:g}" if math.isfinite(maximum) else ""
-        raise BadRequest(
-            f"header {header} must be {kind} >= {minimum:g}{upper}, got {value!r}",
-            code="invalid_header",
-            param=header,
-        )
+        raise source.error(f"{source.what} must be {kind} >= {minimum:g}{upper}, got {value!r}")
     return number
 
 
-def parse_overrides(headers: list[tuple[bytes, bytes]]) -> Overrides:
-    """Read the ``X-Mock-*`` headers of an ASGI scope (names arrive lower-cased)."""
-    found: dict[str, str] = {}
+def parse_overrides(
+    headers: list[tuple[bytes, bytes]], tag: dict[str, str] | None = None
+) -> Overrides:
+    """The directives of the ``X-Mock-*`` headers (names arrive lower-cased) and of the tag.
+
+    A header wins over the tag key of the same directive; both are checked by the same code.
+    """
+    found: dict[str, tuple[str, _Source]] = {}
+    if tag:
+        for key, value in tag.items():
+            if key in TAG_KEYS:
+                found[TAG_KEYS[key]] = (value.strip(), _Source(key, tag=True))
     for name, value in headers:
         if name.startswith(b"x-mock-"):
-            found[name.decode("latin-1")] = value.decode("latin-1").strip()
+            header = name.decode("latin-1")
+            shown = _HEADER_NAMES.get(header, header)
+            found[header] = (value.decode("latin-1").strip(), _Source(shown, tag=False))
+    tag_id = None if tag is None else tag.get("id")
+    if tag_id is not None and not _TAG_ID.fullmatch(tag_id):
+        raise _tag_error(
+            f"id must be 1-64 letters, digits, '-', '_' or '.', got {tag_id!r}", "[[mock id]]"
+        )
     if not found:
-        return Overrides()
-    ttft = found.get("x-mock-ttft-ms")
-    itl = found.get("x-mock-itl-ms")
-    out = found.get("x-mock-output-tokens")
-    seed = found.get("x-mock-seed")
-    fault_text = found.get("x-mock-fault")
+        return Overrides(tag_id=tag_id)
     fault = None
-    if fault_text is not None:
+    if "x-mock-fault" in found:
+        text, source = found["x-mock-fault"]
         try:
-            fault = parse_fault(fault_text)
+            fault = parse_fault(text)
         except FaultSyntaxError as exc:
-            raise BadRequest(
-                f"header X-Mock-Fault: {exc}", code="invalid_header", param="X-Mock-Fault"
-            ) from None
+            raise source.error(f"{source.what}: {exc}") from None
+
+    def number(header: str, **kw: float | bool) -> float | None:
+        if header not in found:
+            return None
+        value, source = found[header]
+        return _number(value, source, **kw)  # type: ignore[arg-type]
+
+    output_tokens = number(
+        "x-mock-output-tokens", integer=True, minimum=1, maximum=MAX_OUTPUT_TOKENS
+    )
+    seed = number("x-mock-seed", integer=True, minimum=0)
     return Overrides(
-        ttft_ms=None if ttft is None else _number(ttft, "X-Mock-TTFT-Ms", integer=False, minimum=0),
-        itl_ms=None if itl is None else _number(itl, "X-Mock-ITL-Ms", integer=False, minimum=0),
-        output_tokens=None
-        if out is None
-        else int(
-            _number(out, "X-Mock-Output-Tokens", integer=True, minimum=1, maximum=MAX_OUTPUT_TOKENS)
-        ),
-        seed=None if seed is None else int(_number(seed, "X-Mock-Seed", integer=True, minimum=0)),
+        ttft_ms=number("x-mock-ttft-ms", integer=False, minimum=0),
+        itl_ms=number("x-mock-itl-ms", integer=False, minimum=0),
+        output_tokens=None if output_tokens is None else int(output_tokens),
+        seed=None if seed is None else int(seed),
         fault=fault,
+        tag_id=tag_id,
     )

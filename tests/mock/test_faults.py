@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import orjson
@@ -141,7 +143,8 @@ def test_unknown_fault_form_is_400_listing_valid_forms(mock_url: str, value: str
     assert r.status_code == 400
     error = r.json()["error"]
     assert error["param"] == "X-Mock-Fault"
-    for form in ("status:CODE", "disconnect-after:N", "stall-after:N", "malformed-after:N"):
+    forms = ("status:CODE", "disconnect-after:N", "stall-after:N", "malformed-after:N")
+    for form in (*forms, "no-done", "hang"):
         assert form in error["message"]
 
 
@@ -195,3 +198,59 @@ def test_every_request_ends_in_exactly_one_counter(start_server, get_stats) -> N
     ends = {k: stats[k] for k in ("completed", "cancelled", "rejected", "bad_requests", "faulted")}
     assert ends == {"completed": 2, "cancelled": 2, "rejected": 1, "bad_requests": 1, "faulted": 2}
     assert stats["requests"] == sum(ends.values()) == 8
+
+
+def test_no_done_sends_everything_but_the_done_line_and_ends_cleanly(fault_mock, get_stats) -> None:
+    body = {**STREAM, "stream_options": {"include_usage": True}}
+    headers = {"X-Mock-Fault": "no-done", "X-Mock-Output-Tokens": "4"}
+    decoder = SSEDecoder()
+    with httpx.Client(timeout=5) as client:
+        r = client.post(fault_mock.url + "/v1/chat/completions", json=body, headers=headers)
+    events = [ev.data for ev in decoder.feed(r.content)]
+    assert r.status_code == 200  # the response itself ended cleanly
+    assert "[DONE]" not in events
+    assert _content_count(events) == 4
+    last = orjson.loads(events[-1])
+    assert last["choices"] == [] and last["usage"]["completion_tokens"] == 4
+    stats = get_stats(fault_mock.url)
+    assert stats["faults_by_kind"] == {"no-done": 1}
+    assert stats["faulted"] == 1 and stats["completed"] == 0
+
+
+def test_hang_sends_nothing_until_the_client_leaves(fault_mock, get_stats) -> None:
+    host, port = fault_mock.url.removeprefix("http://").split(":")
+    body = orjson.dumps({"messages": [{"role": "user", "content": "[[mock fault=hang id=h]]"}]})
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        sock.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            sock.recv(1)  # not even a status line
+        (entry,) = httpx.get(fault_mock.url + "/mock/requests").json()["requests"]
+        assert (entry["fault"], entry["status"], entry["end"]) == ("hang", 0, "in_progress")
+        left = time.time_ns()
+    deadline = time.monotonic() + 3
+    while (stats := get_stats(fault_mock.url))["faulted"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert stats["faults_by_kind"] == {"hang": 1} and stats["faulted"] == 1
+    (entry,) = httpx.get(fault_mock.url + "/mock/requests").json()["requests"]
+    assert entry["end"] == "faulted" and entry["ended_ns"] >= left and entry["bytes_sent"] == 0
+
+
+def test_a_hanging_request_gets_a_503_when_the_mock_stops(start_server) -> None:
+    mock = start_server("mock_upstream", "--shutdown-grace-s", "0.2")
+    headers = {"X-Mock-Fault": "hang"}
+    with ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(
+            httpx.post, mock.url + "/v1/chat/completions", json={"messages": CHAT},
+            headers=headers, timeout=10,
+        )  # fmt: skip
+        deadline = time.monotonic() + 5
+        while not httpx.get(mock.url + "/mock/requests").json()["requests"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert mock.stop() == 0
+        r = answer.result()
+    assert r.status_code == 503 and r.json()["error"]["code"] == "shutting_down"

@@ -125,14 +125,18 @@ def test_chunk_bodies_batch_tokens() -> None:
         ("disconnect-after:3", Fault("disconnect", 3)),
         ("stall-after:0", Fault("stall", 0)),
         ("malformed-after:12", Fault("malformed", 12)),
+        ("no-done", Fault("no-done", 0)),
+        (" HANG ", Fault("hang", 0)),
     ],
 )
 def test_parse_fault_forms(text: str, fault: Fault) -> None:
     assert parse_fault(text) == fault
+    assert parse_fault(fault.text) == fault  # the form /mock/requests shows parses back
 
 
 @pytest.mark.parametrize(
-    "text", ["", "boom", "status", "status:200", "status:abc", "disconnect-after:-1", "stall:3"]
+    "text",
+    ["", "boom", "status", "status:200", "status:abc", "disconnect-after:-1", "stall:3", "hang:1"],
 )
 def test_bad_fault_forms_list_valid_forms(text: str) -> None:
     with pytest.raises(FaultSyntaxError) as info:
@@ -154,6 +158,12 @@ def test_fault_rates_parse_and_draw_is_seeded() -> None:
     for bad in ("boom=0.1", "disconnect=2", "disconnect", "status:99=0.1"):
         with pytest.raises(FaultSyntaxError):
             parse_rate(bad)
+
+
+def test_no_done_and_hang_rates_draw_those_faults() -> None:
+    rates = (parse_rate("no-done=0.5"), parse_rate("hang=1"))
+    draws = {draw_fault(random.Random(s), rates, 50) for s in range(200)}
+    assert draws == {Fault("no-done", 0), Fault("hang", 0)}
 
 
 def test_admission_is_fifo_and_bounded() -> None:
