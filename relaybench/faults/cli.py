@@ -12,6 +12,7 @@ nowhere: the recorded command line shows it as ``***``.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import secrets
@@ -30,7 +31,13 @@ from relaybench.errors import UsageError
 from relaybench.faults import runner, scorecard
 from relaybench.faults.client import Client
 from relaybench.faults.mocklog import MockLog
-from relaybench.faults.scenarios import AuthRequired, Context, NotThroughMock, Result
+from relaybench.faults.scenarios import (
+    SCENARIOS,
+    AuthRequired,
+    Context,
+    NotThroughMock,
+    Result,
+)
 from relaybench.faults.servers import Servers
 from relaybench.run.servers import check_reachable
 
@@ -68,12 +75,31 @@ def build_parser() -> cliargs.Parser:
     )
     p.add_argument("--mock-url", help="use this running mock instead of starting one")
     p.add_argument(
+        "--scenarios",
+        type=_names,
+        default=(),
+        metavar="A,B",
+        help="run only these scenarios (comma-separated; the clean stream always runs); "
+        f"from: {', '.join(SCENARIOS)}",
+    )
+    p.add_argument(
         "--max-hang-s",
         type=cliargs.positive_float,
         default=DEFAULT_MAX_HANG_S,
         help="the client's patience: a time to error above this FAILs",
     )
     return p
+
+
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown scenario {unknown[0] if unknown else text!r}; choose from "
+            + ", ".join(SCENARIOS)
+        )
+    return names
 
 
 def _target(spec: str) -> tuple[str, str]:
@@ -149,7 +175,9 @@ def main(argv: Sequence[str]) -> int:
         client = Client(target[1], api_key)
         load = runner.Background(client, args.under_load, ctx.run_id) if args.under_load else None
         try:
-            asyncio.run(runner.run(ctx, results, harness=bool(servers.relays), load=load))
+            names = runner.suite_order(args.scenarios)
+            harness = bool(servers.relays)
+            asyncio.run(runner.run(ctx, results, harness=harness, load=load, names=names))
         except KeyboardInterrupt:
             run["interrupted"] = True
         except AuthRequired as exc:

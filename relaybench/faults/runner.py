@@ -48,14 +48,16 @@ BACKGROUND = {"ttft-ms": 100, "itl-ms": 20, "output-tokens": 100}  # ~2 s stream
 BACKGROUND_MAX_PER_STREAM = 500  # a bound on the load, whatever happens to the suite
 
 
-def suite_order() -> list[str]:
+def suite_order(only: Sequence[str] = ()) -> list[str]:
+    """The scenarios to run, in starting order; ``only`` picks some (the clean stream always
+    runs: it proves the set-up)."""
     rest = [name for name in SCENARIOS if name != "clean_stream" and name not in ORDER]
-    return ["clean_stream", *ORDER, *rest]
+    names = ["clean_stream", *ORDER, *rest]
+    return [n for n in names if not only or n in only or n == "clean_stream"]
 
 
-async def run_suite(ctx: Context, results: list[Result], harness: bool) -> None:
-    """Run every scenario into ``results`` (in suite order once done)."""
-    names = suite_order()
+async def run_suite(ctx: Context, results: list[Result], harness: bool, names: list[str]) -> None:
+    """Run the ``names`` scenarios into ``results`` (in suite order once done)."""
     results.append(await _run_one(ctx, "clean_stream", harness))
     gate = asyncio.Semaphore(PARALLEL)
 
@@ -138,7 +140,12 @@ class Background:
 
 
 async def run(
-    ctx: Context, results: list[Result], *, harness: bool, load: Background | None
+    ctx: Context,
+    results: list[Result],
+    *,
+    harness: bool,
+    load: Background | None,
+    names: list[str],
 ) -> None:
     """The whole run: the wire upstream served, the optional load, the suite."""
     if ctx.wire_server is not None:
@@ -146,7 +153,7 @@ async def run(
     try:
         if load is not None:
             load.start()
-        await run_suite(ctx, results, harness)
+        await run_suite(ctx, results, harness, names)
     finally:
         if load is not None:
             await load.stop()

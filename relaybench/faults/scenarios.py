@@ -217,10 +217,14 @@ async def _judge_broken_stream(
     figures = {
         "truncated": truncated,
         "duplicated": duplicated,
-        "hang_s": round(quiet_s, 3),
+        "hang_s": round(quiet_s, 3),  # with gave_up: a lower bound (the wait went on)
+        "gave_up": seen.end == "timeout",
+        "last_byte_s": seen.last_byte_s,
         "attempts": len(found),
     }
     value = _what_stream_got(seen)
+    if found:
+        value += f" (the mock sent {found[0].get('chunks_sent')} chunks)"
     if truncated:
         return Result(name, FAIL, value, "a broken stream reached the client as complete", figures)
     if duplicated:
@@ -238,6 +242,7 @@ async def _judge_status(ctx: Context, name: str, code: int) -> Result:
     figures: dict[str, Any] = {
         "status": seen.status,
         "hang_s": round(took, 3),
+        "gave_up": seen.end == "timeout",
         "attempts": len(found),
         "retry_after": seen.headers.get("retry-after"),
     }
@@ -316,6 +321,7 @@ async def status_429_retry_after(ctx: Context) -> Result:
     figures = {
         "status": seen.status,
         "hang_s": round(took, 3),
+        "gave_up": seen.end == "timeout",
         "attempts": len(found),
         "retry_after": retry_after,
     }
@@ -351,7 +357,12 @@ async def status_429_no_retry_after(ctx: Context) -> Result:
     stamps = ctx.wire_server.arrivals.get("429", [])
     gaps = [b - a for a, b in itertools.pairwise(stamps)]
     took = _time_to_error(seen)
-    figures = {"status": seen.status, "hang_s": round(took, 3), "attempts": len(stamps)}
+    figures = {
+        "status": seen.status,
+        "hang_s": round(took, 3),
+        "gave_up": seen.end == "timeout",
+        "attempts": len(stamps),
+    }
     spacing = f", {min(gaps):.2f}-{max(gaps):.2f} s apart" if gaps else ""
     value = f"{seen.status} after {took:.2f} s; {len(stamps)} upstream attempts{spacing}"
     problems = []
@@ -448,7 +459,7 @@ async def upstream_down(ctx: Context) -> Result:
     body = chat_body({**SHORT, "id": ctx.new_id("upstream_down")})
     seen = await ctx.down.chat(body, deadline_s=ctx.max_hang_s)
     took = _time_to_error(seen)
-    figures = {"status": seen.status, "hang_s": round(took, 3)}
+    figures = {"status": seen.status, "hang_s": round(took, 3), "gave_up": seen.end == "timeout"}
     value = f"{seen.status} after {took:.2f} s"
     ok = _error_status(seen) and _json_error(seen) and seen.end != "timeout"
     detail = "" if ok else f"the client got {seen.describe()}"
@@ -464,7 +475,12 @@ async def upstream_down(ctx: Context) -> Result:
 async def hang(ctx: Context) -> Result:
     _, seen = await ctx.send("hang", {**SHORT, "fault": "hang"})
     took = _time_to_error(seen)
-    figures = {"status": seen.status, "hang_s": round(took, 3), "truncated": seen.looks_complete}
+    figures = {
+        "status": seen.status,
+        "hang_s": round(took, 3),
+        "gave_up": seen.end == "timeout",
+        "truncated": seen.looks_complete,
+    }
     if seen.end == "timeout":
         return Result(
             "hang", FAIL, f"no answer after {took:.1f} s (the client gave up)", "", figures

@@ -43,6 +43,7 @@ def totals(results: Sequence[Result]) -> dict[str, Any]:
         "info": sum(1 for r in results if r.verdict == INFO),
         "truncated_as_success": sum(1 for f in figures if f.get("truncated")),
         "worst_hang_s": round(max(hangs), 3) if hangs else None,
+        "worst_hang_gave_up": any(f.get("gave_up") for f in figures),  # then: at least that
         "cancel_propagation_ms": {
             "count": len(cancels),
             "p50": round(float(np.percentile(cancels, 50)), 3) if cancels else None,
@@ -82,6 +83,8 @@ def headline(doc: dict[str, Any]) -> list[tuple[str, str]]:
         return "n/a" if v is None else f"{v:.1f} ms"
 
     hang = "n/a" if t["worst_hang_s"] is None else f"{t['worst_hang_s']:.2f} s"
+    if t["worst_hang_gave_up"]:
+        hang += " or more (the client gave up waiting)"
     return [
         ("verdict", f"{t['passed']} PASS, {t['failed']} FAIL, {t['info']} INFO"),
         ("truncated as success (must be 0)", str(t["truncated_as_success"])),
