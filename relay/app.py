@@ -1,16 +1,20 @@
 """The relay application: endpoints, the request flow, and graceful draining.
 
+``RelayApp`` is the one ASGI layer (pure ASGI, in the style of Starlette's TrustedHostMiddleware):
+for every request it takes the request id, answers CORS preflights, authenticates, routes, and
+writes the access-log line at the end. All of that happens before the response starts; the chat
+flow then writes straight to the server's ``send``, so nothing wraps a streamed chunk.
+
 Request flow for ``POST /v1/chat/completions`` and ``POST /api/chat/stream``:
 
-    AccessMiddleware (request id, status count, log line)
-      -> CORSMiddleware -> AuthMiddleware (principal) -> ChatEndpoint:
-         read + validate body -> rate limit -> concurrent-requests slot ->
-         Upstream.open (retries before the first byte) -> stream or read the answer
+    request id, CORS, auth (principal) -> Relay.chat:
+       read + validate body -> concurrent-requests slot -> rate limit ->
+       Upstream.open (retries before the first byte) -> stream or read the answer
 
-The chat endpoint is a raw ASGI callable: each upstream chunk becomes one
-``http.response.body`` message, with nothing per chunk but the filter and the write. Until the
-client has a byte, failures are HTTP statuses with JSON errors; after, an SSE error line and no
-``[DONE]``. Every interruption (client gone, timeouts, shutdown) arrives through ``Exchange``.
+Each upstream read becomes one ``http.response.body`` message, with nothing per chunk but the
+filter and the write. Until the client has a byte, failures are HTTP statuses with JSON errors;
+after, an SSE error line and no ``[DONE]``. Every interruption (client gone, timeouts, shutdown)
+arrives through ``Exchange``.
 """
 
 from __future__ import annotations
@@ -23,20 +27,16 @@ from typing import Any
 
 import httpx
 import orjson
-from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from relay import exchange as ex
-from relay.access import AccessMiddleware
-from relay.auth import Authenticator, AuthMiddleware, Principal
+from relay.access import CLIENT_CLOSED, log_request, request_id
+from relay.auth import CHALLENGE, PROTECTED_PREFIXES, Authenticator, Principal
 from relay.config import RelayConfig
-from relay.cors import CORSMiddleware
+from relay.cors import CorsPolicy
 from relay.errors import (
+    MethodNotAllowed,
+    NotFound,
     RelayError,
     Unavailable,
     UpstreamBroken,
@@ -62,6 +62,9 @@ SSE_HEADERS = [
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
 ]
+# Messages that never change, built once (the server only reads them).
+KEEPALIVE = {"type": "http.response.body", "body": b": keep-alive\n\n", "more_body": True}
+END = {"type": "http.response.body", "body": b"", "more_body": False}
 CLASSIC_FIELDS = ("messages", "model", "temperature", "max_tokens")
 
 
@@ -120,9 +123,17 @@ class Relay:
 
     # -- the chat flow ------------------------------------------------------------------------
 
-    async def chat(self, scope: Scope, receive: Receive, send: Send, classic: bool) -> None:
-        fields: dict[str, Any] = scope["relay.log"]
-        principal: Principal = scope["relay.principal"]
+    async def chat(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        classic: bool,
+        principal: Principal,
+        head: list[tuple[bytes, bytes]],
+        fields: dict[str, Any],
+    ) -> None:
+        """One chat request; ``head``: headers every response carries (request id, CORS)."""
         fields["principal"] = principal.id
         rate: list[tuple[bytes, bytes]] = []  # X-RateLimit-* of this request's charge
         try:
@@ -136,10 +147,10 @@ class Relay:
                 decision = await self.limiter.check(principal)
                 rate = [] if decision is None else decision.header_pairs()
                 headers = self.upstream.headers(
-                    stream, scope["relay.request_id"], self._forwarded(scope)
+                    stream, fields["request_id"], self._forwarded(scope)
                 )
                 await self._exchange(
-                    send, receive, body, headers, stream, strip_usage, rate, fields
+                    send, receive, body, headers, stream, strip_usage, head + rate, fields
                 )
         except ClientDisconnected:
             fields["outcome"] = "client_gone"
@@ -149,7 +160,8 @@ class Relay:
             if "X-RateLimit-Limit" not in error.headers:  # refused before any charge: peek
                 peeked = await self.limiter.peek(principal)
                 rate = [] if peeked is None else peeked.header_pairs()
-            await send_json_error(send, error, rate)
+            fields["status"] = error.status
+            await send_json_error(send, error, head + rate)
 
     def _prepare(self, document: dict[str, Any], classic: bool) -> tuple[bytes, bool, bool]:
         """Validate, and build the upstream body: (body, stream, relay asked for usage)."""
@@ -223,6 +235,7 @@ class Relay:
             if isinstance(error, UpstreamError):
                 self.metrics.upstream_errors[error.kind] += 1
             if not started[0]:
+                fields["status"] = error.status
                 await send_json_error(send, error, extra)
             else:
                 await send({"type": "http.response.body", "body": error.sse_line()})
@@ -261,30 +274,36 @@ class Relay:
         stream_filter = StreamFilter(strip_usage)
         keepalive_s = self.config.keepalive_s
         chunks = response.aiter_raw()
-        first = await self._first_chunk(send, chunks, exchange, keepalive_s, extra, started)
+        first = await self._first_chunk(send, chunks, exchange, keepalive_s, extra, started, fields)
         ttfb = time.perf_counter() - sent_at
         self.metrics.observe_ttfb(ttfb)
         fields["ttfb_ms"] = round(ttfb * 1000, 3)
         exchange.receiving()
         if not started[0]:
+            fields["status"] = 200
             await send(
                 {"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + extra}
             )
             started[0] = True
+        # One message per upstream read, reused: the server reads it and keeps nothing.
+        message = {"type": "http.response.body", "body": b"", "more_body": True}
         out = stream_filter.feed(first)
         if out:
-            await send({"type": "http.response.body", "body": out, "more_body": True})
+            message["body"] = out
+            await send(message)
         # ``last`` is stamped after the write: time blocked on a slow client is not upstream idle.
         exchange.last = loop.time()
+        feed = stream_filter.feed
         async for chunk in chunks:
-            out = stream_filter.feed(chunk)
+            out = feed(chunk)
             if out:
-                await send({"type": "http.response.body", "body": out, "more_body": True})
+                message["body"] = out
+                await send(message)
             exchange.last = loop.time()
         stream_filter.finish()
         self._count_usage(stream_filter.usage, fields)
         exchange.finish()
-        await send({"type": "http.response.body", "body": b""})
+        await send(END)
         fields["outcome"] = "ok"
 
     async def _first_chunk(
@@ -295,6 +314,7 @@ class Relay:
         keepalive_s: float,
         extra: list[tuple[bytes, bytes]],
         started: list[bool],
+        fields: dict[str, Any],
     ) -> bytes:
         """The first body chunk; meanwhile, optional ``: keep-alive`` comments to the client."""
         if keepalive_s <= 0:
@@ -318,6 +338,7 @@ class Relay:
                             "the upstream sent an empty stream", code="upstream_stream_truncated"
                         ) from None
                 if not started[0]:
+                    fields["status"] = 200
                     await send(
                         {
                             "type": "http.response.start",
@@ -326,9 +347,7 @@ class Relay:
                         }
                     )
                     started[0] = True
-                await send(
-                    {"type": "http.response.body", "body": b": keep-alive\n\n", "more_body": True}
-                )
+                await send(KEEPALIVE)
                 next_at += keepalive_s
         finally:
             if not waiter.done():  # let the read end before the response is closed under it
@@ -369,6 +388,7 @@ class Relay:
             (b"content-length", str(len(body)).encode()),
             *extra,
         ]
+        fields["status"] = 200
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         fields["outcome"] = "ok"
@@ -383,60 +403,133 @@ class _ClientLeft(Exception):
     """The client disconnected mid-request; nothing more is sent."""
 
 
-class ChatEndpoint:
-    """A raw ASGI endpoint (an instance, so Starlette's Route does not wrap it)."""
+CHAT_ROUTES = {"/v1/chat/completions": False, "/api/chat/stream": True}  # path -> classic
+ROUTES = {**{path: "POST" for path in CHAT_ROUTES}, "/health": "GET", "/metrics": "GET"}
 
-    def __init__(self, relay: Relay, classic: bool) -> None:
+
+class RelayApp:
+    """The relay as one pure ASGI callable: request id, CORS, auth, routing, access log."""
+
+    def __init__(self, relay: Relay) -> None:
         self.relay = relay
-        self.classic = classic
+        self.cors = CorsPolicy(relay.config.allowed_origins)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.relay.chat(scope, receive, send, self.classic)
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":  # nothing to set up: say so
+                while (await receive())["type"] != "lifespan.shutdown":
+                    await send({"type": "lifespan.startup.complete"})
+                await send({"type": "lifespan.shutdown.complete"})
+            return
+        rid = request_id(scope)
+        fields: dict[str, Any] = {"request_id": rid, "status": CLIENT_CLOSED}
+        head = [(b"x-request-id", rid.encode())]
+        started = time.perf_counter()
+        try:
+            await self._handle(scope, receive, send, head, fields)
+        except Exception:
+            log.exception("internal relay error", extra={"request_id": rid})
+            if fields["status"] != CLIENT_CLOSED:
+                raise  # the response had begun: the server cuts the connection
+            error = RelayError("internal relay error")
+            fields["status"] = error.status
+            await send_json_error(send, error, head)
+        finally:
+            path = scope["path"]
+            self.relay.metrics.requests[
+                (path if path in ROUTES else "other", fields["status"])
+            ] += 1
+            log_request(scope, fields.pop("request_id"), time.perf_counter() - started, fields)
 
+    async def _handle(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        head: list[tuple[bytes, bytes]],
+        fields: dict[str, Any],
+    ) -> None:
+        path, method = scope["path"], scope["method"]
+        origin = preflight_method = preflight_headers = None
+        for name, value in scope["headers"]:
+            if name == b"origin":
+                origin = value.decode("latin-1")
+            elif name == b"access-control-request-method":
+                preflight_method = value.decode("latin-1")
+            elif name == b"access-control-request-headers":
+                preflight_headers = value.decode("latin-1")
+        if origin is not None:
+            if method == "OPTIONS" and preflight_method is not None:
+                try:
+                    headers = self.cors.preflight(origin, preflight_method, preflight_headers)
+                except RelayError as error:
+                    await self._error(send, error, [*head, (b"vary", b"Origin")], fields)
+                    return
+                await self._respond(send, 204, head + headers, b"", fields)
+                return
+            head += self.cors.response_headers(origin)
+        principal = None
+        if method != "OPTIONS" and path.startswith(PROTECTED_PREFIXES):
+            try:
+                principal = self.relay.authenticator.authenticate(scope)
+            except RelayError as error:
+                await self._error(send, error, [*head, CHALLENGE], fields)
+                return
+        allowed = ROUTES.get(path)
+        if allowed is None:
+            await self._error(send, NotFound(f"no such path: {path}"), head, fields)
+            return
+        if method != allowed:
+            error = MethodNotAllowed(f"{path} takes {allowed}, not {method}")
+            await self._error(send, error, [*head, (b"allow", allowed.encode())], fields)
+            return
+        if path in CHAT_ROUTES:
+            assert principal is not None
+            await self.relay.chat(scope, receive, send, CHAT_ROUTES[path], principal, head, fields)
+        elif path == "/health":
+            await self._respond(send, 200, head + _JSON, orjson.dumps(self._health()), fields)
+        else:
+            text = self.relay.metrics.render()
+            await self._respond(send, 200, head + _PROMETHEUS, text, fields)
 
-def build_app(relay: Relay) -> Starlette:
-    async def health(request: Request) -> Response:
-        return JSONResponse(
-            {
-                "status": "draining" if relay.draining else "ok",
-                "pid": os.getpid(),
-                "active_streams": relay.metrics.active_streams,
-                "tasks": len(asyncio.all_tasks()),  # a leak of watchers or readers shows here
-                "auth": relay.config.auth,
-                "ratelimit_backend": relay.limiter.backend.name,
-                "upstream_pool": relay.upstream.pool_state(),
-            }
-        )
-
-    async def metrics(request: Request) -> Response:
-        return Response(relay.metrics.render(), media_type="text/plain; version=0.0.4")
-
-    async def http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        error = {"message": exc.detail, "type": "invalid_request_error", "code": "not_found"}
-        if exc.status_code == 405:
-            error["code"] = "method_not_allowed"
-        return JSONResponse({"error": error}, status_code=exc.status_code, headers=exc.headers)
-
-    async def internal_error(request: Request, exc: Exception) -> Response:
-        error = {
-            "message": "internal relay error",
-            "type": "server_error",
-            "code": "internal_error",
+    def _health(self) -> dict[str, Any]:
+        relay = self.relay
+        return {
+            "status": "draining" if relay.draining else "ok",
+            "pid": os.getpid(),
+            "active_streams": relay.metrics.active_streams,
+            "tasks": len(asyncio.all_tasks()),  # a leak of watchers or readers shows here
+            "auth": relay.config.auth,
+            "ratelimit_backend": relay.limiter.backend.name,
+            "upstream_pool": relay.upstream.pool_state(),
         }
-        return JSONResponse({"error": error}, status_code=500)
 
-    return Starlette(
-        routes=[
-            Route("/v1/chat/completions", ChatEndpoint(relay, classic=False), methods=["POST"]),
-            Route("/api/chat/stream", ChatEndpoint(relay, classic=True), methods=["POST"]),
-            Route("/health", health, methods=["GET"]),
-            Route("/metrics", metrics, methods=["GET"]),
-        ],
-        middleware=[
-            Middleware(AccessMiddleware, metrics=relay.metrics),
-            Middleware(CORSMiddleware, allowed_origins=relay.config.allowed_origins),
-            Middleware(AuthMiddleware, authenticator=relay.authenticator),
-        ],
-        exception_handlers={HTTPException: http_error, Exception: internal_error},
-    )
+    @staticmethod
+    async def _respond(
+        send: Send,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        fields: dict[str, Any],
+    ) -> None:
+        if status != 204:
+            headers = [*headers, (b"content-length", str(len(body)).encode())]
+        fields["status"] = status
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    @staticmethod
+    async def _error(
+        send: Send, error: RelayError, headers: list[tuple[bytes, bytes]], fields: dict[str, Any]
+    ) -> None:
+        fields["status"] = error.status
+        fields["outcome"] = error.code
+        await send_json_error(send, error, headers)
+
+
+_JSON = [(b"content-type", b"application/json")]
+_PROMETHEUS = [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")]
+
+
+def build_app(relay: Relay) -> RelayApp:
+    return RelayApp(relay)

@@ -1,9 +1,9 @@
-"""Client authentication as plain ASGI middleware: API keys (hashed) and HS256 JWTs.
+"""Client authentication: API keys (hashed) and HS256 JWTs.
 
 Credentials come from ``Authorization: Bearer <key or JWT>`` or ``X-API-Key: <key>``. A bearer
 token with two dots is a JWT: HS256 only (the algorithm list is pinned, so ``none`` and
 RS/HS confusion are rejected), ``exp`` required, claims ``sub`` (the user) and ``plan``. The
-result, a ``Principal``, is put in ``scope["relay.principal"]`` for the rate limiter. With
+result, a ``Principal``, is what the rate limiter counts against. With
 ``--auth off`` the principal is the client IP under the configured anonymous plan.
 """
 
@@ -13,13 +13,13 @@ import time
 from dataclasses import dataclass
 
 import jwt
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope
 
-from relay.errors import RelayError, Unauthorized, send_error
+from relay.errors import Unauthorized
 from relay.keys import KeyStore, Plan
 
 PROTECTED_PREFIXES = ("/v1/", "/api/")
-_CHALLENGE = [(b"www-authenticate", b"Bearer")]
+CHALLENGE = (b"www-authenticate", b"Bearer")
 
 
 @dataclass(frozen=True)
@@ -82,26 +82,3 @@ class Authenticator:
         if plan is None:
             raise Unauthorized(f"JWT plan {plan_name!r} is not a known plan", code="invalid_token")
         return Principal(f"jwt:{subject}", plan)
-
-
-class AuthMiddleware:
-    """Authenticates requests under /v1/ and /api/ (preflights and /health, /metrics pass)."""
-
-    def __init__(self, app: ASGIApp, authenticator: Authenticator) -> None:
-        self.app = app
-        self.authenticator = authenticator
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] != "http"
-            or scope["method"] == "OPTIONS"
-            or not scope["path"].startswith(PROTECTED_PREFIXES)
-        ):
-            await self.app(scope, receive, send)
-            return
-        try:
-            scope["relay.principal"] = self.authenticator.authenticate(scope)
-        except RelayError as exc:
-            await send_error(send, exc, _CHALLENGE)
-            return
-        await self.app(scope, receive, send)

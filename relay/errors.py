@@ -5,6 +5,8 @@
     ├── PayloadTooLarge          413     invalid_request_error  body over --max-body-bytes
     ├── Unauthorized             401     authentication_error   missing/invalid key or JWT
     ├── Forbidden                403     invalid_request_error  CORS preflight refused
+    ├── NotFound                 404     invalid_request_error  no such path
+    ├── MethodNotAllowed         405     invalid_request_error  the path takes another method
     ├── RateLimited              429     rate_limit_error       plan's rpm or concurrent cap
     ├── Unavailable              503     server_error           draining, rate limiter down
     └── UpstreamError            502     upstream_error         anything the upstream did wrong
@@ -91,6 +93,18 @@ class Forbidden(RelayError):
     status = 403
     type = "invalid_request_error"
     code = "forbidden"
+
+
+class NotFound(RelayError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class MethodNotAllowed(RelayError):
+    status = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
 
 
 class RateLimited(RelayError):

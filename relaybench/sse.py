@@ -15,9 +15,11 @@ Bytes are split into lines *before* UTF-8 decoding. CR and LF never occur inside
 UTF-8 sequence, so a character split across two chunks is simply held in the line buffer until
 its line completes: no incremental text decoder is needed, and no character is ever broken.
 
-With ``feed_blocks`` the decoder also returns the exact bytes of each block (everything consumed
-up to and including the blank line that ends it), so a proxy can forward or drop whole events
-while keeping the byte stream otherwise identical.
+For proxies there are two more ways in. ``scan`` only finds block boundaries (a block ends at
+a blank line) and returns their offsets in the bytes read, copying nothing in the common case:
+a relay checks and forwards whole blocks without decoding them. ``feed_blocks`` builds on it
+and also decodes each block, returning its exact bytes with its event. A decoder is used in one
+way only: ``feed``, or ``scan``, or ``feed_blocks``.
 """
 
 from __future__ import annotations
@@ -67,15 +69,67 @@ class SSEDecoder:
         self._data: list[str] = []
         self._event = ""
         self._retry: int | None = None
-        self._raw = bytearray()  # bytes consumed since the last block boundary
         self.last_event_id: str | None = None
         self.comments = 0  # comment lines seen (keep-alives, for instance)
+        # ``scan`` state: the bytes of the block under way, and how many of them are no line
+        # content (a BOM, or the LF of a CRLF whose CR ended the previous block).
+        self._held = b""
+        self._lead = 0
+        self._scan_cr = False  # the last block ended with a CR at the end of a read
+        self._scan_started = False
 
     # -- public API -------------------------------------------------------------------------
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         """Consume ``chunk``; return the events it completed, in order."""
-        return self._consume(chunk, keep_raw=False)  # type: ignore[return-value]
+        return self._consume(chunk)
+
+    def scan(self, chunk: bytes) -> tuple[bytes, list[int]]:
+        """Find the blocks ``chunk`` completes, without decoding or copying them.
+
+        Returns ``(buf, ends)``: ``buf`` is the bytes held from earlier reads followed by
+        ``chunk`` (``chunk`` itself when nothing was held), ``ends`` the offsets in ``buf`` where
+        each completed block ends (after its blank line). ``buf[ends[-1]:]`` (or all of ``buf``)
+        is held for the next call. Boundaries follow the same line rules as ``feed``.
+        """
+        held = self._held
+        buf = held + chunk if held else chunk
+        lead = self._lead
+        if self._scan_cr:  # a CR ended the last block at the end of a read
+            self._scan_cr = False
+            if buf[:1] == b"\n":
+                lead = 1
+        if not self._scan_started:
+            if len(buf) < 3 and _BOM.startswith(buf):
+                self._held = buf
+                return buf, []
+            self._scan_started = True
+            if buf.startswith(_BOM):
+                lead = 3
+        if b"\r" in buf:
+            ends = self._scan_any(buf, lead)
+        else:  # the common case: LF only, found at C speed
+            ends = []
+            pos = lead
+            if len(held) <= lead:  # at a block's start: blank lines there are blocks
+                while buf.startswith(b"\n", pos):
+                    pos += 1
+                    ends.append(pos)
+            search = max(pos, len(held) - 1)
+            while (at := buf.find(b"\n\n", search)) >= 0:
+                pos = at + 2
+                ends.append(pos)
+                while buf.startswith(b"\n", pos):
+                    pos += 1
+                    ends.append(pos)
+                search = pos
+        if ends:
+            last = ends[-1]
+            self._held = buf[last:] if last < len(buf) else b""
+            self._lead = 0
+        else:
+            self._held, self._lead = buf, lead
+        return buf, ends
 
     def feed_blocks(self, chunk: bytes) -> list[tuple[bytes, ServerSentEvent | None]]:
         """Like ``feed``, but return every completed block with its exact bytes.
@@ -84,29 +138,47 @@ class SSEDecoder:
         keep-alive, for instance). Concatenating all returned bytes plus ``pending_bytes()``
         gives back exactly what was fed.
         """
-        return self._consume(chunk, keep_raw=True)
+        buf, ends = self.scan(chunk)
+        out: list[tuple[bytes, ServerSentEvent | None]] = []
+        start = 0
+        for end in ends:
+            block = buf[start:end]
+            events = self._consume(block)
+            out.append((block, events[-1] if events else None))
+            start = end
+        return out
 
     def pending_bytes(self) -> bytes:
-        """Bytes consumed but not yet part of a completed block (``feed_blocks`` mode)."""
-        return bytes(self._raw) + self._buf
+        """Bytes consumed but not yet part of a completed block (``scan``/``feed_blocks``)."""
+        return self._held
 
     @property
     def has_partial_event(self) -> bool:
         """True when data lines or an unterminated line are waiting for their blank line."""
-        return bool(self._data) or bool(self._buf)
+        return bool(self._data) or bool(self._buf) or bool(self._held[self._lead :])
 
     # -- internals --------------------------------------------------------------------------
 
-    def _consume(self, chunk: bytes, *, keep_raw: bool) -> list:
-        """Events (``keep_raw`` false) or ``(bytes, event | None)`` blocks (``keep_raw`` true)."""
-        out: list = []
+    def _scan_any(self, buf: bytes, lead: int) -> list[int]:
+        """Block ends in ``buf`` (line content from ``lead``) when CRs may end lines."""
+        ends: list[int] = []
+        line_start = lead
+        for match in _EOL.finditer(buf, lead):
+            start, end = match.span()
+            if start == line_start:  # a blank line ends the block
+                ends.append(end)
+            line_start = end
+        if ends and ends[-1] == len(buf) and buf[-1] == 0x0D:
+            self._scan_cr = True  # a LF that opens the next read is part of this CR's CRLF
+        return ends
+
+    def _consume(self, chunk: bytes) -> list[ServerSentEvent]:
+        out: list[ServerSentEvent] = []
         if not chunk:
             return out
         if self._skip_lf:
             self._skip_lf = False
             if chunk[:1] == b"\n":
-                if keep_raw:
-                    self._raw += b"\n"
                 chunk = chunk[1:]
                 if not chunk:
                     return out
@@ -117,46 +189,33 @@ class SSEDecoder:
                 return out
             self._bom_checked = True
             if buf.startswith(_BOM):
-                if keep_raw:
-                    self._raw += _BOM
                 buf = buf[3:]
         if b"\r" in buf:
-            lines, ends = self._split_any(buf)
+            lines = self._split_any(buf)
         else:  # the common case: LF only, split at C speed
             lines = buf.split(b"\n")
             self._buf = lines.pop()
-            ends = None
-        offset = 0
-        for i, line in enumerate(lines):
-            if keep_raw:
-                end = ends[i] if ends is not None else offset + len(line) + 1
-                self._raw += buf[offset:end]
-                offset = end
+        for line in lines:
             if line:
                 self._field(line)
                 continue
             event = self._dispatch()
-            if keep_raw:
-                out.append((bytes(self._raw), event))
-                self._raw.clear()
-            elif event is not None:
+            if event is not None:
                 out.append(event)
         return out
 
-    def _split_any(self, buf: bytes) -> tuple[list[bytes], list[int]]:
-        """Split on CRLF, CR or LF; return complete lines and where each terminator ends."""
+    def _split_any(self, buf: bytes) -> list[bytes]:
+        """Split on CRLF, CR or LF; return the complete lines."""
         lines: list[bytes] = []
-        ends: list[int] = []
         pos = 0
         for match in _EOL.finditer(buf):
             start, end = match.span()
             lines.append(buf[pos:start])
-            ends.append(end)
             pos = end
             if end == len(buf) and buf[start] == 0x0D:  # lone CR at the end of this chunk
                 self._skip_lf = True
         self._buf = buf[pos:]
-        return lines, ends
+        return lines
 
     def _field(self, line: bytes) -> None:
         if line.startswith(b"data: "):  # the hot path: one data line per event

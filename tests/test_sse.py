@@ -131,3 +131,43 @@ def test_blocks_reassemble_to_the_exact_bytes(eol: str, cuts: list[int]) -> None
         last = cut
     assert raw + decoder.pending_bytes() == data
     assert events == decode_all(data, [])[0]
+
+
+PIECES = [
+    b"data: x",
+    b"data:{}",
+    b": c",
+    b"event: e",
+    b"id: 1",
+    b"\n",
+    b"\r",
+    b"\r\n",
+    b" ",
+    "é".encode(),
+]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    bom=st.booleans(),
+    parts=st.lists(st.sampled_from(PIECES), max_size=40),
+    cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=12),
+)
+def test_scan_finds_the_blocks_the_decoder_sees_under_any_chunking(bom, parts, cuts):
+    data = (b"\xef\xbb\xbf" if bom else b"") + b"".join(parts)
+    decoder = SSEDecoder()
+    blocks: list[bytes] = []
+    last = 0
+    for cut in [*sorted({c % (len(data) + 1) for c in cuts}), len(data)]:
+        buf, ends = decoder.scan(data[last:cut])
+        start = 0
+        for end in ends:
+            blocks.append(buf[start:end])
+            start = end
+        assert buf[start:] == decoder.pending_bytes()
+        last = cut
+    assert b"".join(blocks) + decoder.pending_bytes() == data
+    # Decoding the blocks one by one gives exactly the events of the whole stream: every
+    # blank line was found, none was invented, and the held tail completes no event.
+    replay = SSEDecoder()
+    assert [event for block in blocks for event in replay.feed(block)] == SSEDecoder().feed(data)

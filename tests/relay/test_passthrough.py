@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 
 import httpx
@@ -136,3 +137,47 @@ def test_byte_identical_with_utf8_split_across_chunks(relay, make_key, raw_upstr
     )
     assert response.status_code == 200
     assert response.content == stream
+
+
+def read_chunked(port: int, request: bytes) -> list[bytes]:
+    """Send ``request`` on a raw socket; the response's HTTP chunks, exactly as framed."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(request)
+        data = b""
+        while not data.endswith(b"\r\n0\r\n\r\n"):
+            more = conn.recv(65536)
+            assert more, data
+            data += more
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and b"transfer-encoding: chunked" in head.lower()
+    chunks = []
+    while True:
+        size_line, _, body = body.partition(b"\r\n")
+        size = int(size_line, 16)
+        if size == 0:
+            return chunks
+        chunks.append(body[:size])
+        assert body[size : size + 2] == b"\r\n"
+        body = body[size + 2 :]
+
+
+def test_one_client_write_per_upstream_read(relay, make_key, raw_upstream):
+    one = b'data: {"choices":[{"delta":{"content":"a"}}]}\n\n'
+    two = b'data: {"choices":[{"delta":{"content":"b"}}]}\n\n'
+    torn = b'data: {"choices":[{"delta":{"content":"c"}}]}\n\n'
+    done = b"data: [DONE]\n\n"
+    # Four upstream reads: one block; two blocks together; half a block; its rest and [DONE].
+    reads = [one, two + one, torn[:20], torn[20:] + done]
+    upstream = raw_upstream(reads, pause_s=0.05)
+    key = make_key()
+    server = relay(upstream=upstream.url)
+    body = orjson.dumps({"messages": [{"role": "user", "content": "x"}], "stream": True})
+    request = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: relay\r\nx-api-key: %s\r\n"
+        b"content-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+        % (key.encode(), len(body), body)
+    )
+    chunks = read_chunked(int(server.url.rsplit(":", 1)[1]), request)
+    # Never coalescing what arrived apart, never splitting what arrived together; the torn
+    # block goes out whole with the read that completed it.
+    assert chunks == [one, two + one, torn + done]

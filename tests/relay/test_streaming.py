@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from relay.errors import UpstreamBroken
 from relay.streaming import StreamFilter
@@ -70,3 +72,35 @@ def test_complete_stream_finishes_cleanly():
     stream_filter = StreamFilter(strip_usage=False)
     assert stream_filter.feed(CONTENT + DONE) == CONTENT + DONE
     stream_filter.finish()
+
+
+def test_a_read_that_ends_on_a_block_boundary_is_forwarded_without_a_copy():
+    stream_filter = StreamFilter(strip_usage=True)
+    read = CONTENT + b": keep-alive\n\n" + CONTENT
+    assert stream_filter.feed(read) is read  # the very object read: checked in place
+    assert stream_filter.feed(CONTENT + CONTENT[:5]) == CONTENT  # up to the last boundary
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    eol=st.sampled_from([b"\n", b"\r\n", b"\r"]),
+    strip=st.booleans(),
+    cuts=st.lists(st.integers(min_value=0, max_value=600), max_size=20),
+)
+def test_any_chunking_forwards_the_same_bytes(eol, strip, cuts):
+    def block(text: bytes) -> bytes:
+        return text + eol + eol
+
+    usage = block(b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":5}}')
+    content = block(b'data: {"choices":[{"delta":{"content":"h\xc3\xa9"}}]}')
+    stream = content + block(b": ping") + content + usage + block(b"data: [DONE]")
+    expected = stream.replace(usage, b"") if strip else stream
+    stream_filter = StreamFilter(strip_usage=strip)
+    out = b""
+    last = 0
+    for cut in [*sorted({c % (len(stream) + 1) for c in cuts}), len(stream)]:
+        out += stream_filter.feed(stream[last:cut])
+        last = cut
+    stream_filter.finish()
+    assert out == expected
+    assert stream_filter.usage == {"prompt_tokens": 3, "completion_tokens": 5}
