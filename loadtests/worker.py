@@ -44,7 +44,7 @@ from locust.runners import Runner  # noqa: E402
 from locust.shape import LoadTestShape  # noqa: E402
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSV, StatsCSVFileWriter  # noqa: E402
 
-from loadtests import shapes  # noqa: E402
+from loadtests import shapes, webui  # noqa: E402
 from loadtests.sink import CpuSampler, RecordWriter, worker_id  # noqa: E402
 from loadtests.user import ChatUser, LoadContext, make_user_class  # noqa: E402
 from relaybench.procs import die_with_parent, owned_child  # noqa: E402
@@ -161,10 +161,13 @@ class _Stopper:
         self.done.set()
 
 
-def _start_web(env: Environment, cfg: LoadConfig) -> None:
-    if cfg.web:
-        env.create_web_ui("127.0.0.1", cfg.web_port)
-        print(f"  Locust web UI: http://127.0.0.1:{cfg.web_port}", flush=True)
+def _start_web(env: Environment, cfg: LoadConfig) -> webui.LiveSeries | None:
+    """Locust's web UI with the ``relaybench live`` tab (``loadtests.webui``), with ``--web``."""
+    if not cfg.web:
+        return None
+    env.create_web_ui("127.0.0.1", cfg.web_port)
+    print(f"  Locust web UI: http://127.0.0.1:{cfg.web_port}", flush=True)
+    return webui.attach(env, cfg.path, cfg.target.name)
 
 
 def _start_csv(env: Environment, cfg: LoadConfig) -> tuple[StatsCSVFileWriter, gevent.Greenlet]:
@@ -199,7 +202,7 @@ def run_local(cfg: LoadConfig) -> int:
     )
     runner = env.create_local_runner()
     stopper = _Stopper(env)
-    _start_web(env, cfg)
+    live = _start_web(env, cfg)
     live_csv = _start_csv(env, cfg)
     t_start = time.monotonic()
     chores = [
@@ -209,6 +212,8 @@ def run_local(cfg: LoadConfig) -> int:
     _settle_memory()
     t0_ns = time.time_ns()
     ctx.start(t0_ns, index=0)
+    if live:
+        live.start(t0_ns)
     runner.start_shape()
     chores.append(gevent.spawn(_end_at, runner, stopper, t0_ns, cfg.shape.duration_s))
     stopper.done.wait(cfg.shape.duration_s + cfg.stop_timeout_s + 30)
@@ -272,12 +277,14 @@ def run_master(cfg: LoadConfig, config_path: Path) -> int:
                 print("error: a Locust worker exited before the run", file=sys.stderr, flush=True)
                 return 1
             gevent.sleep(0.05)
-        _start_web(env, cfg)
+        live = _start_web(env, cfg)
         live_csv = _start_csv(env, cfg)
         t_start = time.monotonic()
         progress = gevent.spawn(_progress, env, cfg, t_start)
         t0_ns = time.time_ns()
         runner.send_message(T0_MESSAGE, t0_ns)
+        if live:
+            live.start(t0_ns)
         runner.start_shape()
         ender = gevent.spawn(_end_at, runner, stopper, t0_ns, cfg.shape.duration_s)
         stopper.done.wait(cfg.shape.duration_s + cfg.stop_timeout_s + 30)

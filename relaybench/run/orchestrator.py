@@ -2,8 +2,9 @@
 
 Plain Python (no gevent): it starts or checks the targets, writes ``run.json``, launches
 ``python -m loadtests.worker`` per target, forwards Ctrl-C to it by PID, saves the mock's
-counters after each target, stops its servers, and finally has ``reports`` build the summary
-(``docs/run-folder.md`` describes everything it writes).
+counters after each target, polls the servers' metrics and processes meanwhile
+(``relaybench.scrape``, into ``server/``), stops its servers, and finally has ``reports`` build
+the summary (``docs/run-folder.md`` describes everything it writes).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from relaybench.errors import RelaybenchError
 from relaybench.procs import owned_child
 from relaybench.run.config import LoadConfig, Target
 from relaybench.run.servers import BenchServers, MockSettings, check_reachable, http_json
+from relaybench.scrape.scraper import Scraper
 
 SCHEMA_VERSION = 1
 WORKER_EXIT_GRACE_S = 20.0
@@ -48,6 +50,10 @@ class RunPlan:
     calibration: dict[str, Any] | None = None
     mock_url: str | None = None  # a mock we own behind external targets: reset it, save its stats
     full_report: bool = True  # False: summary.json only (calibration and benches)
+    scrape_urls: list[tuple[str, str]] = field(default_factory=list)  # (name, Prometheus URL)
+    scrape_pids: list[tuple[str, int]] = field(default_factory=list)  # (name, PID)
+    scrape_interval_s: float = 1.0
+    scrape_servers: bool = True  # scrape the servers we start (the bench's off switch)
 
 
 def _now_iso() -> str:
@@ -88,6 +94,7 @@ class Orchestrator:
         self._child: subprocess.Popen[bytes] | None = None
         self.meta: dict[str, Any] = {}
         self.mock_url = plan.mock_url
+        self.scraper: Scraper | None = None
 
     # -- signals ------------------------------------------------------------------------------
 
@@ -105,11 +112,14 @@ class Orchestrator:
             targets = self._prepare_targets()
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self._write_meta_start(targets)
+            self.scraper = self._start_scraper()
             for target in targets:
                 if self.interrupted:
                     break
                 self._run_target(target)
         finally:
+            if self.scraper is not None:  # before the servers stop: their end is no gap
+                self.scraper.stop()
             if self.servers is not None:
                 self.servers.stop()
             for s, handler in previous.items():
@@ -132,6 +142,31 @@ class Orchestrator:
         self.mock_url = self.servers.mock.url
         print(f"  mock  {self.servers.mock.url}\n  relay {self.servers.relay.url}", flush=True)
         return default_targets(self.servers)
+
+    def _start_scraper(self) -> Scraper | None:
+        """Poll the servers while the targets run (``server/``; ``relaybench.scrape``)."""
+        plan = self.plan
+        scraper = Scraper(self.run_dir, plan.scrape_interval_s)
+        if plan.scrape_servers and self.servers is not None:
+            for server in (self.servers.relay, self.servers.mock):
+                if server is not None and server.pid is not None:
+                    scraper.add_process(server.name, server.pid)
+            if self.servers.relay is not None:
+                scraper.add_prometheus("relay", self.servers.relay.url + "/metrics")
+        if plan.scrape_servers and self.mock_url:
+            scraper.add_mock_stats("mock", self.mock_url + "/mock/stats")
+        for name, url in plan.scrape_urls:
+            scraper.add_prometheus(name, url)
+        for name, pid in plan.scrape_pids:
+            scraper.add_process(name, pid)
+        if not scraper.sources:
+            return None
+        self.meta["scrape"] = {
+            "interval_s": plan.scrape_interval_s,
+            "sources": [s.name for s in scraper.sources],
+        }
+        self._save_meta()
+        return scraper.start()
 
     def _write_meta_start(self, targets: list[Target]) -> None:
         plan = self.plan

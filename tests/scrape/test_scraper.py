@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
+import psutil
 import pytest
 
 from relaybench.scrape import samples
@@ -196,3 +197,33 @@ def test_source_names_are_unique_and_file_safe(tmp_path: Path) -> None:
     scraper.add_prometheus("a/b c", "http://127.0.0.1:9/metrics")
     scraper.add_prometheus("a/b c", "http://127.0.0.1:9/metrics")
     assert [s.name for s in scraper.sources] == ["a-b-c.metrics", "a-b-c-2.metrics"]
+
+
+def test_a_server_with_worker_processes_is_sampled_as_one_tree(tmp_path: Path) -> None:
+    """A parent that forks a worker (as the relay's --workers does): the worker's CPU counts
+    (from when the sampler first saw it: it starts busy only after a second)."""
+    worker = (
+        "import time\ntime.sleep(1.0)\nend = time.process_time() + 0.3\n"
+        "while time.process_time() < end: pass\ntime.sleep(60)"
+    )
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import subprocess, sys; subprocess.run([sys.executable, '-c', {worker!r}])",
+        ]
+    )
+    scraper = Scraper(tmp_path, interval_s=INTERVAL, warn=lambda _: None)
+    scraper.add_process("tree", parent.pid)
+    path = tmp_path / "server" / "tree.process.jsonl"
+    try:
+        with scraper:
+            _wait_for(lambda: any(r["gauges"]["cpu_s"] >= 0.25 for r in _lines(path)))
+    finally:
+        for child in psutil.Process(parent.pid).children(recursive=True):
+            child.kill()
+        parent.kill()
+        parent.wait()
+    rows = _lines(path)
+    assert max(r["gauges"]["processes"] for r in rows) == 2
+    assert max(r["gauges"]["cpu_pct"] for r in rows) > 20  # the worker's busy loop
