@@ -25,9 +25,11 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 
 from relaybench.errors import UsageError
-from relaybench.records import LIST_FIELDS, arrow_schema, problems
+from relaybench.records import FIELDS, LIST_FIELDS, arrow_schema, problems
 
 LIST_COLUMNS = LIST_FIELDS
+# the list columns ``Records.lists`` flattens into float arrays (a list of strings stays Arrow)
+NUMERIC_LISTS = tuple(f.name for f in FIELDS if f.is_list and f.type is not str)
 SCHEMA = arrow_schema()  # derived from relaybench.records.Record: the one field list
 
 _PARSE = pajson.ParseOptions(explicit_schema=SCHEMA, unexpected_field_behavior="ignore")
@@ -114,17 +116,20 @@ class Records:
         return self._scalars
 
     def lists(self, name: str) -> FlatList:
+        """A numeric list column flattened (once): ``NUMERIC_LISTS`` only."""
+        if name not in NUMERIC_LISTS:
+            raise ValueError(f"{name} is not a numeric list field (those are {NUMERIC_LISTS})")
         if name not in self._lists:
             self._lists[name] = FlatList.of(self.frame[name].array.__arrow_array__())
         return self._lists[name]
 
     def flatten_lists(self) -> None:
-        """Flatten both list columns now and drop their Arrow form from ``frame``.
+        """Flatten every numeric list column now and drop all list columns from ``frame``.
 
         For readers that only use ``scalars`` and ``lists`` (the report pipeline): the Arrow
         lists are then freed, a few hundred MiB on a million records.
         """
-        for name in LIST_COLUMNS:
+        for name in NUMERIC_LISTS:
             self.lists(name)
         self.frame = self.scalars
 

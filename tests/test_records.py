@@ -13,7 +13,9 @@ import pytest
 from loadtests.record import RecordBuilder
 from loadtests.sink import RecordWriter
 from relaybench import records
+from reports.folder import load_folder
 from reports.records import SCHEMA, load_records, read_file
+from reports.summary import summarize
 from reports.synthetic import SyntheticRun, SyntheticTarget, write_run
 
 MS = 1_000_000
@@ -87,6 +89,25 @@ def test_a_record_written_by_the_sink_reads_back_typed_as_declared(tmp_path: Pat
                 assert item is None or type(item) is spec.type, (spec.name, item)
     loaded = load_records(tmp_path)  # and the frame every report works from
     assert loaded.skipped == [] and list(loaded.frame["seq"]) == [0, 1, 2, 3]
+
+
+def test_every_field_filled_reads_back_and_reports(tmp_path: Path) -> None:
+    """Whatever fields are added, a record with all of them set reads back and builds a report."""
+    example = {str: "x", int: 3, float: 1.5, bool: True}
+    rec = records.new_record(target="direct", worker="w1", seq=0, stream=True, start_ns=T0)
+    for spec in records.FIELDS:
+        if rec[spec.name] is None or spec.is_list:
+            value = example[spec.type]
+            rec[spec.name] = [value, value] if spec.is_list else value
+    rec.update(ok=True, ttft_ms=10.0, e2e_ms=20.0, chunks_ms=[10.0, 20.0], lags_ms=[0.1, 0.2])
+    assert records.problems(rec) == []
+    writer = RecordWriter(tmp_path, "direct", "w1")
+    writer.write(rec)
+    writer.close()
+    table, notes = read_file(writer.path)
+    assert notes == [] and table.to_pylist() == [rec]
+    summary = summarize(load_folder(tmp_path))  # the report path flattens every numeric list
+    assert summary["targets"]["direct"]["itl_ms"]["p50"] == 10.0
 
 
 def test_the_arrow_schema_has_exactly_the_record_fields_in_order() -> None:
