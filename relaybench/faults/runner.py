@@ -44,7 +44,8 @@ ORDER = (
     "upstream_down",
     "utf8_split",
 )
-BACKGROUND = {"ttft-ms": 100, "itl-ms": 20, "output-tokens": 100}  # ~2 s streams
+BACKGROUND = {"ttft-ms": 50, "itl-ms": 10, "output-tokens": 50}  # ~0.6 s streams
+BACKGROUND_DEADLINE_S = 30.0
 BACKGROUND_MAX_PER_STREAM = 500  # a bound on the load, whatever happens to the suite
 
 
@@ -98,7 +99,11 @@ async def _run_one(ctx: Context, name: str, harness: bool) -> Result:
 
 @dataclass
 class Background:
-    """N clean streams, one after another per slot, until ``stop``; what each one got."""
+    """N clean streams, one after another per slot, until ``stop``; what each one got.
+
+    ``stop`` lets the streams in flight finish (each is short and has a deadline), so every
+    stream started is judged and none is cut by the harness itself.
+    """
 
     client: Client
     streams: int
@@ -106,6 +111,7 @@ class Background:
     ok: int = 0
     failed: list[str] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _stopping: bool = False
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -113,17 +119,23 @@ class Background:
 
     async def _slot(self, slot: int) -> None:
         for k in range(BACKGROUND_MAX_PER_STREAM):
+            if self._stopping:
+                return
             tag = {**BACKGROUND, "seed": 7000 + k, "id": f"{self.run_id}-load-{slot}-{k}"}
-            seen = await self.client.chat(chat_body(tag), deadline_s=30.0)
+            seen = await self.client.chat(chat_body(tag), deadline_s=BACKGROUND_DEADLINE_S)
             if seen.done and seen.error_event is None:
                 self.ok += 1
             else:
                 self.failed.append(seen.describe())
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()  # a stream cut here is the harness's doing: neither ok nor failed
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._stopping = True
+        try:
+            await asyncio.gather(*self._tasks)
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def result(self) -> Result:
         total = self.ok + len(self.failed)
