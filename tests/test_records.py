@@ -38,20 +38,16 @@ def built_records() -> list[dict]:
     ok.body(usage, 4 * MS, T0 + 4 * MS)
     ok.finish(5 * MS, T0 + 5 * MS)
     out.append(ok.record())
-    limited = RecordBuilder(
-        target="direct", worker="w1", seq=1, stream=True, start_ns=T0, start_pc=0
-    )
-    limited.headers(429, MS)
-    limited.body(b'{"error": {"message": "slow down"}}', 2 * MS, T0)
-    limited.finish(2 * MS, T0)
-    out.append(limited.record())
-    broken = RecordBuilder(
-        target="direct", worker="w1", seq=2, stream=False, start_ns=T0, start_pc=0
-    )
-    broken.headers(200, MS)
-    broken.body(b"not json", 2 * MS, T0)
-    broken.finish(3 * MS, T0)
-    out.append(broken.record())
+    for seq, (stream, status, body) in enumerate(
+        ((True, 429, b'{"error": {"message": "slow down"}}'), (False, 200, b"not json")), start=1
+    ):
+        b = RecordBuilder(
+            target="direct", worker="w1", seq=seq, stream=stream, start_ns=T0, start_pc=0
+        )
+        b.headers(status, MS)
+        b.body(body, 2 * MS, T0)
+        b.finish(3 * MS, T0)
+        out.append(b.record())
     cut = RecordBuilder(target="direct", worker="w1", seq=3, stream=True, start_ns=T0, start_pc=0)
     cut.fail(records.from_exception(ConnectionRefusedError(), connected=False), "refused", MS)
     out.append(cut.record())
