@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("reports.cli:compare_main", "compare two run folders side by side"),
     "plan": ("reports.cli:plan_main", "capacity planning from a step or sweep run"),
     "gate": ("reports.gate_cli:main", "check a run against performance thresholds"),
+    "search": ("relaybench.search.cli:main", "the highest load meeting the SLOs, and its plan"),
     "faults": ("relaybench.faults.cli:main", "score how honestly a relay fails (fault suite)"),
 }
 

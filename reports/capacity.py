@@ -57,6 +57,7 @@ class PlanInput:
     replica_cost: float | None = None  # infrastructure cost per replica-month (USD)
     reference_rps: float | None = None  # what --peak-multiple multiplies, when not the run's own
     reference_label: str | None = None  # e.g. "the trace's busiest minute"
+    reference_own: bool = False  # the reference is the measurement's own load, not traffic
 
 
 def load_prices(path: Path) -> dict:
@@ -178,7 +179,7 @@ def _flags(out: dict, unit: str) -> list[str]:
         )
     if rep.get("source") == "run":
         flags.append(
-            f"The peak ({rep['peak_rps']:,.1f} req/s) is a multiple of this run's own offered "
+            f"The peak ({rep['peak_rps']:,.1f} req/s) is a multiple of the measurement's own "
             "load, which the benchmark chose, not your traffic's peak: give --peak-rps with "
             "your real peak."
         )
@@ -287,7 +288,8 @@ def _replicas(
         peak, source = inp.peak_rps, "given"
         basis = f"the given peak of {inp.peak_rps:,.1f} req/s (--peak-rps)"
     elif inp.peak_multiple is not None and inp.reference_rps:
-        peak, source = inp.peak_multiple * inp.reference_rps, "reference"
+        peak = inp.peak_multiple * inp.reference_rps
+        source = "run" if inp.reference_own else "reference"
         basis = (f"{inp.peak_multiple:g}× {inp.reference_label or 'the reference load'} "
                  f"({inp.reference_rps:,.1f} req/s)")  # fmt: skip
     elif inp.peak_multiple is not None and today:

@@ -13,7 +13,8 @@ limit; see ``slo``). An inconclusive probe is repeated once at twice the length;
 still inconclusive is counted by its point estimate. Every other verdict stops the search and is
 never counted as a pass or a fail of the target: ``harness-bound`` (the load generator's CPU,
 schedule lag or lost records), ``mock-bound`` (the mock upstream missed its own schedule),
-``all-failed`` (the target answered no request), ``interrupted`` (Ctrl-C). ``max_probes`` counts
+``all-failed`` (no request succeeded; above a load that passed, it is a plain fail: an overloaded
+target may answer every request with an error), ``interrupted`` (Ctrl-C). ``max_probes`` counts
 bracket, bisection and repeat probes; the confirmation comes on top.
 
 The conclusion (``conclude``) is a function of the probe list alone, so a search folder rebuilt
@@ -91,6 +92,7 @@ class SearchSettings:
     max_probes: int = 8
     probe_s: float = 10.0
     integer: bool = False  # the load axis is whole users
+    unit: str = "req/s"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -134,7 +136,8 @@ class _Search:
         request = ProbeRequest(load, seconds, role, len(self.probes))
         result = replace(self.probe(request), role=role)
         self.probes.append(result)
-        if result.verdict in STOPPING:
+        overload = result.verdict == ALL_FAILED and any(p.counted == PASS for p in self.probes)
+        if result.verdict in STOPPING and not overload:  # all failed above a pass: a plain fail
             raise _Stop(result.verdict)
         return result
 
@@ -206,13 +209,13 @@ def conclude(probes: list[ProbeResult], settings: SearchSettings, stopped: str) 
     lo = max(passes) if passes else None
     converged = lo is not None and hi is not None and (hi - lo) / lo <= settings.precision
     confirmed = any(p.role == "confirm" and p.load == lo and p.counted == PASS for p in probes)
-    unit = "users" if settings.integer else "req/s"
+    unit = settings.unit
     last = probes[-1] if probes else None
     hint = None
     if stopped in STOPPING:
         status, capacity = stopped, None
         at = f" at {_fmt(last.load)} {unit}" if last else ""
-        why = "; ".join(last.reasons) if last and last.reasons else "no reason recorded"
+        why = "; ".join(r.rstrip(".") for r in last.reasons) if last and last.reasons else "–"
         known = _bounds(lo, hi, unit)
         if stopped == INTERRUPTED:
             message = f"interrupted after {len(probes)} probe(s){at}; {known}"
@@ -241,8 +244,7 @@ def conclude(probes: list[ProbeResult], settings: SearchSettings, stopped: str) 
             + ("" if confirmed else "; not confirmed by a longer probe")
             + ("" if converged else f"; wider than --precision {settings.precision:g}")
         )
-    return Outcome(status, capacity, (lo, hi), converged, confirmed, stopped, message, hint,
-                   probes)  # fmt: skip
+    return Outcome(status, capacity, (lo, hi), converged, confirmed, stopped, message, hint, probes)
 
 
 def _bounds(lo: float | None, hi: float | None, unit: str) -> str:

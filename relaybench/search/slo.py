@@ -130,8 +130,16 @@ def _percentile(metric: str, values: np.ndarray, q: float, limit: float, seed: i
     estimate, replicates = bootstrap_statistic(values, q, 2000, np.random.default_rng(seed))
     low, high = (float(v) for v in np.percentile(replicates, [2.5, 97.5]))
     outcome = PASS if high <= limit else FAIL if low > limit else INCONCLUSIVE
-    return Check(metric, "<=", limit, round(estimate, 3), round(low, 3), round(high, 3), outcome,
-                 int(values.size))  # fmt: skip
+    return Check(
+        metric,
+        "<=",
+        limit,
+        round(estimate, 3),
+        round(low, 3),
+        round(high, 3),
+        outcome,
+        int(values.size),
+    )
 
 
 def _proportion(metric: str, k: int, n: int, op: str, limit: float, bad: int) -> Check:
@@ -181,8 +189,11 @@ def slo_from_toml(path: Path, target: str) -> SLO:
                 f"{where}: a search judges {', '.join(f'{m} <= X' for m in _SUPPORTED)} "
                 "(and [derived] goodput_pct >= P)"
             )
-        values[{"ttft_ms.p95": "ttft_p95_ms", "e2e_ms.p95": "e2e_p95_ms"}.get(
-            check.metric, check.metric)] = check.value  # fmt: skip
+        values[
+            {"ttft_ms.p95": "ttft_p95_ms", "e2e_ms.p95": "e2e_p95_ms"}.get(
+                check.metric, check.metric
+            )
+        ] = check.value
     if "goodput" in values and "ttft_p95_ms" not in values:
         values.setdefault("ttft_p95_ms", thresholds.derived.slo_ttft_ms)  # type: ignore[arg-type]
         if thresholds.derived.slo_e2e_ms is not None:
