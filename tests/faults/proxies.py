@@ -10,6 +10,8 @@ scenario meant to catch it). Defects:
     hang_on_stall      no idle timeout: a stalled upstream hangs the client
     retry_after_bytes  an upstream cut mid-stream is retried, the new stream appended
     ignore_disconnect  a client that leaves is not noticed: the upstream is read to its end
+    retry_storm        any non-200 answer is retried at once, up to 8 times (400s included)
+    mangle_utf8        each upstream read is decoded on its own (split characters become U+FFFD)
 
 Without a defect a cut upstream is passed on as a cut client connection (honest).
 """
@@ -23,7 +25,15 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 
-DEFECTS = ("cut_to_done", "hang_on_stall", "retry_after_bytes", "ignore_disconnect")
+DEFECTS = (
+    "cut_to_done",
+    "hang_on_stall",
+    "retry_after_bytes",
+    "ignore_disconnect",
+    "retry_storm",
+    "mangle_utf8",
+)
+STORM = 8
 
 Handler = Callable[[bytes, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -91,6 +101,14 @@ def broken_relay(upstream: str, defect: str) -> Handler:
             for attempt in range(attempts):
                 headers = {"content-type": "application/json"}
                 async with client.stream("POST", url, content=body, headers=headers) as response:
+                    for _ in range(STORM if defect == "retry_storm" else 0):
+                        if response.status_code == 200:
+                            break
+                        await response.aclose()
+                        response = await client.send(
+                            client.build_request("POST", url, content=body, headers=headers),
+                            stream=True,
+                        )
                     if not started:
                         kind = response.headers.get("content-type", "application/json")
                         writer.write(
@@ -137,6 +155,8 @@ async def _pump(
 
     async def forward() -> None:
         async for data in response.aiter_raw():
+            if defect == "mangle_utf8":
+                data = data.decode("utf-8", "replace").encode()
             _chunk(writer, data)
             await writer.drain()
 
