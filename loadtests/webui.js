@@ -1,7 +1,7 @@
 // The "relaybench live" tab's charts (loadtests/webui.py serves this file and adds it to
 // Locust's page). Every second: fetch ./relaybench/live.json, redraw six small line charts on
 // one time axis. No library and nothing fetched from elsewhere. While the tab is shown, the
-// charts sit in the tab's container under Locust's own tab bar; otherwise they are hidden.
+// charts sit right under Locust's own tab bar, above the tab's table; otherwise they are hidden.
 (() => {
   const TAB = "relaybench";
   const COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf"];
@@ -43,8 +43,10 @@
   function place() {
     const tabs = document.querySelector("[role=tablist]");
     const container = tabs && tabs.closest(".MuiContainer-root");
-    const home = container || document.body;
-    if (box.parentNode !== home) home.appendChild(box);
+    let bar = tabs;
+    while (bar && bar.parentElement !== container) bar = bar.parentElement;
+    if (bar && box.previousElementSibling !== bar) bar.after(box);
+    else if (!bar && box.parentNode !== document.body) document.body.appendChild(box);
     box.style.display = shown() ? "block" : "none";
   }
 
