@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -30,6 +31,8 @@ from relaybench.errors import UsageError
 from relaybench.run.config import OPEN_LOOP, SCENARIOS, LoadConfig, ShapeParams, Target
 from relaybench.run.orchestrator import Orchestrator, RunPlan
 from relaybench.run.servers import MockSettings
+from relaybench.scrape.fetch import redact
+from relaybench.scrape.scraper import name_for_url
 
 DEFAULT_TARGETS = ("direct", "relay", "relay-buffered")
 DEFAULT_RATE = 5.0
@@ -122,6 +125,32 @@ def build_parser() -> Parser:
         help="SLO: highest share of failed requests, 0..1 (in run.json, for the report)",
     )
     p.add_argument("--calibration", type=Path, help="a relaybench calibrate JSON to compare with")
+    p.add_argument(
+        "--scrape",
+        action="append",
+        default=[],
+        metavar="[NAME=]URL",
+        help="also poll this Prometheus text endpoint during the run (repeatable), e.g. "
+        "vllm=http://127.0.0.1:8000/metrics; samples go to <run>/server/",
+    )
+    p.add_argument(
+        "--scrape-pid",
+        action="append",
+        default=[],
+        metavar="[NAME=]PID",
+        help="also sample this process's CPU, RSS, fds and threads (repeatable)",
+    )
+    p.add_argument(
+        "--scrape-interval",
+        type=positive_float,
+        default=1.0,
+        help="seconds between polls of every scraped source",
+    )
+    p.add_argument(
+        "--no-scrape",
+        action="store_true",
+        help="do not poll the servers relaybench starts (--scrape/--scrape-pid still apply)",
+    )
     return p
 
 
@@ -159,6 +188,30 @@ def _headers(specs: Sequence[str]) -> dict[str, str]:
         if not sep or not name.strip():
             raise UsageError(f"--header {spec!r}: use NAME:VALUE")
         out[name.strip()] = value.strip()
+    return out
+
+
+def _scrape_urls(specs: Sequence[str]) -> list[tuple[str, str]]:
+    out = []
+    for spec in specs:
+        name, sep, url = spec.partition("=")
+        if not sep or "://" in name:  # a bare URL (its query may hold '=')
+            name, url = name_for_url(spec), spec
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or not name:
+            raise UsageError(f"--scrape {redact(spec)!r}: use [NAME=]http(s)://HOST:PORT/PATH")
+        out.append((name, url))
+    return out
+
+
+def _scrape_pids(specs: Sequence[str]) -> list[tuple[str, int]]:
+    out = []
+    for spec in specs:
+        name, sep, pid = spec.rpartition("=")
+        name = name if sep else f"pid-{pid}"
+        if not pid.isdigit() or int(pid) <= 0 or not name:
+            raise UsageError(f"--scrape-pid {spec!r}: use [NAME=]PID with a positive PID")
+        out.append((name, int(pid)))
     return out
 
 
@@ -229,6 +282,10 @@ def parse(argv: Sequence[str]) -> RunPlan:
         mock=MockSettings(args.ttft_ms, args.itl_ms, args.output_tokens, args.seed),
         slo={"ttft_ms_p95": args.slo_ttft_p95_ms, "error_rate": args.slo_error_rate},
         calibration=_calibration(args.calibration),
+        scrape_urls=_scrape_urls(args.scrape),
+        scrape_pids=_scrape_pids(args.scrape_pid),
+        scrape_interval_s=args.scrape_interval,
+        scrape_servers=not args.no_scrape,
     )
 
 
