@@ -128,10 +128,12 @@ class Background:
             else:
                 self.failed.append(seen.describe())
 
-    async def stop(self) -> None:
+    async def stop(self, *, graceful: bool = True) -> None:
+        """End the load: let the streams in flight finish (``graceful``), or cut them now."""
         self._stopping = True
         try:
-            await asyncio.gather(*self._tasks)
+            if graceful:
+                await asyncio.gather(*self._tasks)
         finally:
             for task in self._tasks:
                 task.cancel()
@@ -166,12 +168,13 @@ async def run(
         if load is not None:
             load.start()
         await run_suite(ctx, results, harness, names)
-    finally:
+    except BaseException:  # Ctrl-C or a failed set-up: do not wait for the load to finish
+        if load is not None:
+            await load.stop(graceful=False)
+        raise
+    else:
         if load is not None:
             await load.stop()
+    finally:
         if ctx.wire_server is not None:
             await ctx.wire_server.stop()
-
-
-def verdicts(results: Sequence[Result]) -> dict[str, int]:
-    return {v: sum(1 for r in results if r.verdict == v) for v in (PASS, FAIL, INFO)}

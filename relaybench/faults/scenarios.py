@@ -572,16 +572,24 @@ async def _judge_cancel(ctx: Context, name: str, stream: bool) -> Result:
     request_id = ctx.new_id(name)
     body = chat_body({**LONG, "id": request_id}, stream=stream)
 
+    three_chunks = asyncio.Event()
+
+    def count(seen: Seen) -> None:
+        if content_chunks(seen) >= 3:
+            three_chunks.set()
+
     async def leave_streaming(seen: Seen) -> None:
-        while content_chunks(seen) < 3:
-            await asyncio.sleep(0.005)
+        await three_chunks.wait()
 
     async def leave_waiting(seen: Seen) -> None:
         await ctx.log.arrived(request_id, ctx.max_hang_s)
         await asyncio.sleep(0.2)
 
     seen = await ctx.target.chat(
-        body, deadline_s=ctx.max_hang_s, leave=leave_streaming if stream else leave_waiting
+        body,
+        deadline_s=ctx.max_hang_s,
+        leave=leave_streaming if stream else leave_waiting,
+        on_event=count,
     )
     if seen.end != "left" or seen.left_ns is None:
         return Result(name, FAIL, seen.describe(), "the request ended before the client left")
