@@ -19,7 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "keys": ("relay.keys:main", "manage relay API keys (keys new --plan NAME)"),
     "run": ("relaybench.run.cli:main", "run a benchmark and write a run folder"),
     "calibrate": ("relaybench.run.calibrate:main", "measure the harness's own floor and capacity"),
-    "report": ("reports.cli:report_main", "rebuild a run folder's summary and report"),
+    "report": ("relaybench.search.rebuild:report_main", "rebuild a run or search folder's report"),
     "compare": ("reports.cli:compare_main", "compare two run folders side by side"),
     "plan": ("reports.cli:plan_main", "capacity planning from a step or sweep run"),
     "gate": ("reports.gate_cli:main", "check a run against performance thresholds"),

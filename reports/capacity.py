@@ -118,14 +118,14 @@ def plan(
     open_loop: bool = False,
     mean_output_tokens: float | None = None,
     axis: tuple[str, str] | None = None,
-    server: dict | None = None,
+    servers: dict[str, dict | None] | None = None,
 ) -> dict:
     """The capacity plan as a JSON-able dict (see the module docstring for each number).
 
     ``axis`` is ``(column, unit)`` of the load when it is neither users nor an asked rate (a
     search along a trace's rate scale); ``steps`` may carry ``meets`` (a verdict decided
     elsewhere, e.g. a search's, with its intervals) instead of the point-estimate rule.
-    ``server`` is the target's ``summary.json`` ``server`` block."""
+    ``servers`` maps a target to its ``summary.json`` ``server`` block (where it has one)."""
     target = choose_target(names, inp.target)
     load, unit = axis or (("rate", "req/s asked") if open_loop else ("users", "users"))
     out: dict = {
@@ -149,7 +149,7 @@ def plan(
     out["replicas"] = _replicas(series, target, cap, inp, out["notes"])
     out["littles_law"] = None if open_loop or load != "users" else _littles_law(rows)
     out["flags"] = _flags(out, unit)
-    out["resources"] = _resources(server, out["replicas"])
+    out["resources"] = _resources((servers or {}).get(target), out["replicas"])
     out["cost"] = _cost(out["replicas"], inp, mean_output_tokens)
     return out
 

@@ -69,18 +69,19 @@ def plan_main(argv: Sequence[str]) -> int:
 
     parser = Parser(
         prog="relaybench plan",
-        description="Capacity plan from a step or sweep run: highest load meeting the SLOs, "
-        "replicas for a target peak, Little's law check, cost per day and month.",
+        description="Capacity plan from a step or sweep run, or a search folder: highest load "
+        "meeting the SLOs, replicas for a target peak, Little's law check, cost per day and month.",
     )
-    parser.add_argument("dir", type=_existing_dir, help="the run folder (a step run)")
+    parser.add_argument("dir", type=_existing_dir, help="a step run or a relaybench search folder")
     parser.add_argument(
-        "--slo-ttft-p95-ms", type=positive_float, default=1000.0, help="SLO: TTFT p95 limit, ms"
+        "--slo-ttft-p95-ms",
+        type=positive_float,
+        help="SLO: TTFT p95 limit, ms (default 1000; a search folder uses its own SLOs)",
     )
     parser.add_argument(
         "--slo-error-rate",
         type=share_below_one,
-        default=0.01,
-        help="SLO: highest share of failed requests, within [0, 1)",
+        help="SLO: highest share of failed requests, within [0, 1) (default 0.01)",
     )
     peak = parser.add_mutually_exclusive_group()
     peak.add_argument("--peak-rps", type=positive_float, help="target peak in requests/s")
@@ -93,6 +94,11 @@ def plan_main(argv: Sequence[str]) -> int:
     parser.add_argument("--load-factor", type=positive_float, default=0.35,
                         help="mean daily traffic as a share of the peak")  # fmt: skip
     parser.add_argument("--prices", type=Path, default=PRICES, help="price table (TOML)")
+    parser.add_argument(
+        "--replica-cost",
+        type=positive_float,
+        help="infrastructure cost per replica-month (USD), added to the plan",
+    )
     parser.add_argument("--target", help="target to plan for (default: relay, else direct)")
     parser.add_argument("--json", action="store_true", help="print the plan as JSON")
     args = parser.parse_args(argv)
@@ -100,10 +106,17 @@ def plan_main(argv: Sequence[str]) -> int:
         raise UsageError(f"relaybench plan: price table {args.prices} does not exist")
     from reports.markdown import plan_markdown
     from reports.pipeline import analyse
+    from reports.search import is_search_folder
 
+    searched = is_search_folder(args.dir)
+    if searched and (args.slo_ttft_p95_ms is not None or args.slo_error_rate is not None):
+        raise UsageError(
+            "relaybench plan: a search folder's verdicts were judged against its own SLOs "
+            "(search.json); run a new search for other SLOs"
+        )
     inp = PlanInput(
-        slo_ttft_p95_ms=args.slo_ttft_p95_ms,
-        slo_error_rate=args.slo_error_rate,
+        slo_ttft_p95_ms=1000.0 if args.slo_ttft_p95_ms is None else args.slo_ttft_p95_ms,
+        slo_error_rate=0.01 if args.slo_error_rate is None else args.slo_error_rate,
         peak_rps=args.peak_rps,
         peak_multiple=args.peak_multiple if args.peak_rps is None else None,
         headroom=args.headroom,
@@ -111,13 +124,32 @@ def plan_main(argv: Sequence[str]) -> int:
         load_factor=args.load_factor,
         prices=args.prices,
         target=args.target,
+        replica_cost=args.replica_cost,
     )
     if inp.peak_rps is None and inp.peak_multiple is None:
         inp = PlanInput(**{**inp.__dict__, "peak_multiple": 10.0})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        analysis = analyse(args.dir, inp)
-    result = analysis.plan or {}
+    if searched:
+        result = _search_plan(args.dir, inp)
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = analyse(args.dir, inp).plan or {}
     (args.dir / "plan.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2) if args.json else plan_markdown(result))
     return 0
+
+
+def _search_plan(folder: Path, inp) -> dict:
+    """The plan of one target of a search folder, from its counted probes."""
+    from reports.capacity import choose_target
+    from reports.search import load_search, search_plan
+
+    doc = load_search(folder)
+    name = choose_target(list(doc["targets"]), inp.target)
+    result = search_plan(doc, name, inp)
+    if result is None:
+        raise UsageError(
+            f"relaybench plan: the search of {name} in {folder} counted no probe "
+            f"({doc['targets'][name].get('message') or 'no probes'}), so there is nothing to plan"
+        )
+    return result

@@ -64,6 +64,7 @@ def analyse(run_dir: Path, plan_input: PlanInput | None = None) -> Analysis:
             names=list(summary["targets"]),
             open_loop=bool(folder.frame["intended_ns"].notna().any()),
             mean_output_tokens=_mean_output_tokens(folder),
+            servers={name: t.get("server") for name, t in summary["targets"].items()},
         )
     return Analysis(folder, summary, series, errors_per_second(folder), steps, capacity)
 

@@ -151,7 +151,7 @@ def search_plan(doc: dict, name: str, inp: PlanInput | None = None) -> dict | No
         open_loop=axis != "users",
         mean_output_tokens=_mean_tokens(steps),
         axis=(axis, doc.get("unit") or axis) if axis == "rate_scale" else None,
-        server=_capacity_server(doc, name),
+        servers={name: _capacity_server(doc, name)},
     )
     out["slo_text"] = _slo_text(slo)
     out["search_status"] = entry.get("status")
@@ -422,10 +422,9 @@ def _save(fig, path: Path) -> Path:
 
 
 def write_search_report(out: Path, doc: dict) -> dict[str, dict | None]:
-    """report.md, report.html, the charts and plan.json (per target) of a search folder."""
+    """report.md, report.html and the charts of a search folder; returns each target's plan."""
     out = Path(out)
     plans = {name: search_plan(doc, name) for name in doc["targets"]}
-    (out / "plan.json").write_text(json.dumps(plans, indent=2) + "\n")
     charts = draw_charts(doc, out)
     (out / "report.md").write_text(search_markdown(doc, plans, charts))
     (out / "report.html").write_text(search_html(doc, plans, charts, out))

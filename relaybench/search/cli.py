@@ -372,6 +372,8 @@ class _Search:
 
         def recorded(req):  # keep search.json current after every probe
             result = probe(req)
+            if result.folder:  # relative: a copied search folder still finds its probes
+                result.folder = os.path.relpath(result.folder, self.args.out)
             entry["probes"].append(result.as_dict())
             self.save()
             return result

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from relaybench.search.bracket import (
+    ALL_FAILED,
     BELOW_START,
     FOUND,
     HARNESS_BOUND,
@@ -64,7 +65,7 @@ def test_lands_within_precision_of_a_known_capacity(capacity: float) -> None:
 
 
 def test_integer_axis_stops_at_one_user_resolution() -> None:
-    settings = SearchSettings(start=1, precision=0.01, max_probes=30, integer=True)
+    settings = SearchSettings(start=1, precision=0.01, max_probes=30, integer=True, unit="users")
     fake = Fake(13)
     out = find_capacity(fake, settings)
     assert out.bracket == (13, 14)
@@ -169,3 +170,21 @@ def test_conclusion_is_a_function_of_the_probes_alone() -> None:
         out.bracket,
         out.message,
     )
+
+
+def test_all_failed_stops_at_the_start_but_is_a_fail_above_a_pass() -> None:
+    def probe(req: ProbeRequest) -> ProbeResult:
+        if req.load > 4:
+            return ProbeResult(req.load, req.seconds, ALL_FAILED, reasons=["all 429"])
+        check = ttft_check(500.0)
+        return ProbeResult(req.load, req.seconds, check.outcome, checks=[check])
+
+    out = find_capacity(probe, SearchSettings(start=1.0, precision=0.3, max_probes=20))
+    assert out.status == FOUND and out.bracket[0] == 4.0 and out.bracket[1] <= 5.3
+
+    def dead(req: ProbeRequest) -> ProbeResult:
+        return ProbeResult(req.load, req.seconds, ALL_FAILED, reasons=["connect 50"])
+
+    out = find_capacity(dead, SearchSettings(start=1.0))
+    assert out.status == ALL_FAILED and len(out.probes) == 1
+    assert "connect 50" in out.message and "check the target" in out.hint

@@ -1,0 +1,207 @@
+"""``relaybench search`` end to end, as a subprocess, on the mock with a known capacity model."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+RELAYBENCH = [sys.executable, "-m", "relaybench"]
+
+# The capacity model: the mock runs at most CAP generations at once (a FIFO queue beyond), each
+# lasting TTFT + (TOKENS - 1) x ITL, with no slowdown. Under a constant arrival rate nothing
+# queues below CAP / SERVICE_S requests/s; above it the queue grows for the whole probe and its
+# wait lands in TTFT (response time), so a TTFT SLO a little above TTFT_MS sits at that rate.
+CAP, TTFT_MS, ITL_MS, TOKENS = 2, 150, 10, 10
+SERVICE_S = (TTFT_MS + (TOKENS - 1) * ITL_MS) / 1000
+CAPACITY_RPS = CAP / SERVICE_S  # 8.33 req/s
+MODEL = [
+    *("--default-target", "direct", "--mock-max-concurrency", str(CAP)),
+    *("--mock-slowdown-per-stream", "0", "--ttft-ms", str(TTFT_MS), "--itl-ms", str(ITL_MS)),
+    *("--max-tokens", str(TOKENS)),
+]
+
+
+def search(*args: str, timeout: float = 110) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*RELAYBENCH, "search", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture(scope="module")
+def found(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    out = tmp_path_factory.mktemp("search") / "s"
+    done = search(
+        *MODEL,
+        *("--slo-ttft-p95-ms", "250", "--slo-error-rate", "0.05"),
+        *("--start", "4", "--precision", "0.1", "--probe-s", "3", "--out", str(out)),
+    )
+    return out, done
+
+
+@pytest.mark.slow
+def test_lands_within_precision_of_the_known_capacity(found) -> None:
+    out, done = found
+    doc = json.loads((out / "search.json").read_text())
+    result = doc["targets"]["direct"]
+    if result["status"] in ("harness-bound", "mock-bound"):
+        pytest.skip(f"this machine was too busy to measure: {result['message']}")
+    assert done.returncode == 0, done.stderr
+    assert result["status"] == "found"
+    assert abs(result["capacity"] / CAPACITY_RPS - 1) <= 0.1
+    low, high = result["bracket"]["low"], result["bracket"]["high"]
+    assert low == result["capacity"] and high > low
+    roles = [p["role"] for p in result["probes"]]
+    assert roles[:2] == ["bracket", "bracket"] and roles[-1] == "confirm"
+    assert result["probes"][-1]["seconds"] == 6
+    for p in result["probes"]:  # every probe is a run folder with its records
+        assert (out / p["folder"] / "records").is_dir()
+        assert p["health"]["checked"]
+    assert done.stdout.strip().splitlines()[-1] == str(out)
+    assert "capacity" in done.stdout
+
+
+@pytest.mark.slow
+def test_the_search_folder_rebuilds_with_report(found) -> None:
+    out, _ = found
+    before = json.loads((out / "search.json").read_text())
+    (out / "report.md").unlink()
+    done = subprocess.run([*RELAYBENCH, "report", str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    after = json.loads((out / "search.json").read_text())
+    for key in ("status", "capacity", "bracket", "confirmed"):
+        assert after["targets"]["direct"][key] == before["targets"]["direct"][key]
+    text = (out / "report.md").read_text()
+    assert "## Probes: direct" in text and "## Capacity plan: direct" in text
+    html = (out / "report.html").read_text()
+    assert (
+        "data:image/png;base64," in html
+        and "http" not in html.split("<body>")[1].split("<h2>Search")[0]
+    )
+    plan = subprocess.run(
+        [*RELAYBENCH, "plan", str(out), "--peak-rps", "100", "--json"],
+        capture_output=True,
+        text=True,
+    )
+    assert plan.returncode == 0, plan.stderr
+    replicas = json.loads(plan.stdout)["replicas"]
+    assert replicas["source"] == "given"
+    if after["targets"]["direct"]["status"] == "found":
+        assert replicas["replicas"] >= 100 / (CAPACITY_RPS * 1.1) / 0.7
+
+
+def test_below_start_is_an_answer_not_an_error(tmp_path: Path) -> None:
+    out = tmp_path / "s"
+    done = search(*MODEL, "--slo-ttft-p95-ms", "50", "--probe-s", "2", "--out", str(out))
+    doc = json.loads((out / "search.json").read_text())
+    result = doc["targets"]["direct"]
+    assert done.returncode == 1, done.stderr
+    if result["status"] in ("harness-bound", "mock-bound"):
+        pytest.skip(f"this machine was too busy to measure: {result['message']}")
+    assert result["status"] == "below-start" and len(result["probes"]) == 1
+    assert "below --start" in done.stdout and "lower --start" in done.stdout
+    assert (out / "report.md").is_file()
+
+
+def test_a_target_that_errors_on_every_request(start_server, tmp_path: Path) -> None:
+    mock = start_server("mock_upstream", "--ttft-ms", "20", "--itl-ms", "2")
+    out = tmp_path / "s"
+    done = search(
+        *("--target", f"broken={mock.url}", "--header", "X-Mock-Fault: status:500"),
+        *("--slo-error-rate", "0.01", "--probe-s", "2", "--max-tokens", "5", "--out", str(out)),
+    )
+    assert done.returncode == 1, done.stderr
+    result = json.loads((out / "search.json").read_text())["targets"]["broken"]
+    assert result["status"] == "all-failed"
+    assert "requests failed (http_5xx" in result["message"]
+    assert "check the target" in done.stdout
+
+
+def test_ctrl_c_keeps_the_probes_done_so_far(tmp_path: Path) -> None:
+    out = tmp_path / "s"
+    proc = subprocess.Popen(
+        [
+            *RELAYBENCH,
+            "search",
+            *MODEL,
+            "--slo-ttft-p95-ms",
+            "250",
+            "--probe-s",
+            "2",
+            "--start",
+            "1",
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            path = out / "search.json"
+            doc = json.loads(path.read_text()) if path.exists() else {}
+            if any(t.get("probes") for t in (doc.get("targets") or {}).values()):
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("no probe finished within 60 s")
+        os.kill(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, stderr
+    doc = json.loads((out / "search.json").read_text())
+    result = doc["targets"]["direct"]
+    assert doc["interrupted"] is True and result["status"] == "interrupted"
+    assert result["probes"] and "interrupted after" in result["message"]
+    assert (out / "report.md").is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((), "no SLO to search against"),
+        (("--slo-ttft-p95-ms", "500", "--duration", "5"), "--duration is not a search option"),
+        (("--slo-ttft-p95-ms", "500", "--probe-s", "0.1"), "shorter than one request"),
+        (("--slo-ttft-p95-ms", "500", "--scenario", "step"), "invalid choice: 'step'"),
+        (("--slo-ttft-p95-ms", "500", "--precision", "1.5"), "not within (0, 1)"),
+        (("--slo-goodput", "0.9"), "goodput SLO needs a per-request latency limit"),
+        (
+            (
+                "--slo-ttft-p95-ms",
+                "500",
+                "--target",
+                "x=http://127.0.0.1:9",
+                "--relay-workers",
+                "2",
+            ),
+            "--relay-workers searches the bundled relay",
+        ),
+        (("--slo-ttft-p95-ms", "500", "--scenario", "steady", "--start", "1.5"), "whole numbers"),
+    ],
+)
+def test_bad_input_is_a_usage_error(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
+    done = search(*args, "--out", str(tmp_path / "s"), timeout=30)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert message in done.stderr
+    assert not (tmp_path / "s" / "probes").exists()
+
+
+def test_unreachable_target_exits_2_before_any_load(tmp_path: Path) -> None:
+    done = search(
+        *("--target", "gone=http://127.0.0.1:9", "--slo-ttft-p95-ms", "500"),
+        *("--out", str(tmp_path / "s")),
+        timeout=30,
+    )
+    assert done.returncode == 2 and "unreachable" in done.stderr
