@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,7 +84,7 @@ class Context:
     wire: Client | None = None  # a relay in front of the scripted wire upstream
     wire_server: wire.WireUpstream | None = None
     secrets: tuple[str, ...] = ()  # strings no client answer may contain (the upstream key)
-    _references: dict[int, asyncio.Task[str]] = field(default_factory=dict)
+    _references: dict[int, asyncio.Task[Seen]] = field(default_factory=dict)
     _ids: int = 0
 
     def new_id(self, name: str) -> str:
@@ -99,20 +100,35 @@ class Context:
         kw.setdefault("deadline_s", self.max_hang_s)
         return request_id, await self.target.chat(body, **kw)
 
-    def reference(self, seed: int, directives: dict[str, object]) -> Awaitable[str]:
-        """The text the mock generates for ``seed`` (same directives, no fault), asked directly."""
+    def reference(self, seed: int, directives: dict[str, object]) -> Awaitable[Seen]:
+        """The stream the mock sends for ``seed`` (same directives, no fault), asked directly."""
         if seed not in self._references:
             clean = {k: v for k, v in directives.items() if k != "fault"}
             body = chat_body({**clean, "seed": seed, "id": self.new_id("reference")})
 
-            async def fetch() -> str:
+            async def fetch() -> Seen:
                 seen = await self.mock.chat(body, deadline_s=30.0)
                 if not seen.done:
                     raise RuntimeError(f"the mock's reference stream failed: {seen.describe()}")
-                return seen.content
+                return seen
 
             self._references[seed] = asyncio.ensure_future(fetch())
         return asyncio.shield(self._references[seed])
+
+
+# What differs between two streams of one seed: ids, times, and the prompt's size (the tag's id).
+_PER_REQUEST = re.compile(
+    rb'("id":"[^"]*"|"created":\d+|"x_mock_emitted_ns":\d+|"(?:prompt|total)_tokens":\d+)'
+)
+
+
+def same_bytes(a: bytes | bytearray, b: bytes | bytearray) -> bool:
+    """Byte-identical streams, once the per-request values are blanked out."""
+
+    def blank(m: re.Match[bytes]) -> bytes:
+        return m.group(1).split(b":")[0] + b":_"
+
+    return _PER_REQUEST.sub(blank, bytes(a)) == _PER_REQUEST.sub(blank, bytes(b))
 
 
 Run = Callable[[Context], Awaitable[Result]]
@@ -209,7 +225,7 @@ async def _judge_broken_stream(
     """
     reference_text = ctx.reference(seed, directives)  # fetched meanwhile
     request_id, seen = await ctx.send(name, {**directives, "seed": seed})
-    reference = await reference_text
+    reference = (await reference_text).content
     found = await ctx.log.settled(request_id, 2.0)
     truncated = seen.looks_complete and (not lossless or seen.content != reference)
     duplicated = resent_after_bytes(found) > 0 and not reference.startswith(seen.content)
@@ -278,7 +294,8 @@ async def clean_stream(ctx: Context) -> Result:
     found = await ctx.log.settled(request_id, 2.0)
     if seen.status == 200 and not found:
         raise NotThroughMock(seen.describe())
-    reference = await reference_text
+    direct = await reference_text
+    reference = direct.content
     usage = seen.usage or {}
     problems = []
     if seen.status != 200 or not seen.streamed:
@@ -296,10 +313,14 @@ async def clean_stream(ctx: Context) -> Result:
         if seen.invalid_events or seen.error_event:
             problems.append("invalid or error events in a clean stream")
     sent = found[0].get("bytes_sent") if found else None
-    exact = sent == len(seen.body)
+    exact = sent == len(seen.body) and same_bytes(seen.body, direct.body)
     value = (
         f"{len(reference)} characters identical, [DONE], usage {usage.get('completion_tokens')}; "
-        + ("stream bytes identical to the mock's" if exact else f"{len(seen.body)} bytes of {sent}")
+        + (
+            "stream bytes identical to the mock's (ids and stamps aside)"
+            if exact
+            else f"same events, not the same bytes ({len(seen.body)} of the mock's {sent})"
+        )
         if not problems
         else seen.describe()
     )
@@ -426,6 +447,8 @@ async def _judge_auth(ctx: Context, name: str, code: int) -> Result:
         problems.append("the relay's upstream key reached the client")
     checked = "upstream body and key" if ctx.secrets else "upstream body"
     detail = "; ".join(problems) if problems else f"checked: no {checked} in the answer"
+    if seen.status == 401:
+        detail += "; a 401 tells the client that its own key failed"
     return Result(name, FAIL if problems else PASS, value, detail, figures)
 
 
@@ -502,7 +525,7 @@ async def slow_first_token(ctx: Context) -> Result:
     directives = {**SHORT, "ttft-ms": SLOW_TTFT_MS, "output-tokens": 5}
     reference_text = ctx.reference(seed, directives)
     _, seen = await ctx.send("slow_first_token", {**directives, "seed": seed})
-    reference = await reference_text
+    reference = (await reference_text).content
     first = next(
         (s for s, c in zip(seen.event_s, seen.events, strict=False) if '"content":"' in c.data),
         None,

@@ -9,7 +9,7 @@ import orjson
 
 from relaybench.faults.cli import redacted
 from relaybench.faults.client import Seen
-from relaybench.faults.scenarios import FAIL, INFO, PASS, Result
+from relaybench.faults.scenarios import FAIL, INFO, PASS, Result, same_bytes
 from relaybench.faults.scorecard import headline, totals, write
 from relaybench.sse import SSEDecoder
 
@@ -98,3 +98,11 @@ def test_what_a_client_takes_for_a_complete_answer() -> None:
     error = b'data: {"error":{"code":"upstream_cut"}}\n\n'
     assert not seen_stream(CHUNK + error, "complete").looks_complete
     assert seen_stream(CHUNK + error, "complete").content == "hi"
+
+
+def test_byte_identical_streams_ignore_only_per_request_values() -> None:
+    a = b'data: {"id":"chatcmpl-mock01","created":1,"x_mock_emitted_ns":5,"c":"x"}\n\n'
+    b = b'data: {"id":"chatcmpl-mock02","created":2,"x_mock_emitted_ns":6,"c":"x"}\n\n'
+    assert same_bytes(a, b)
+    assert not same_bytes(a, b.replace(b"\n\n", b"\r\n\r\n"))  # re-framed: same events only
+    assert not same_bytes(a, b.replace(b'"x"', b'"y"'))
