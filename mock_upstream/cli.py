@@ -18,6 +18,7 @@ from mock_upstream.config import MockConfig
 from mock_upstream.errors import ConnectionCut
 from mock_upstream.faults import VALID_RATE_KINDS, FaultSyntaxError, parse_rate
 from mock_upstream.latency import DISTRIBUTIONS, Distribution
+from mock_upstream.wire import MockProtocol
 from relaybench.cliargs import (
     Parser,
     bounded,
@@ -181,6 +182,7 @@ def serve(config: MockConfig) -> int:
         port=config.port,
         grace_s=config.shutdown_grace_s,
         proxy_headers=False,  # nothing to trust on loopback; saves a wrapper on every send
+        http_protocol=MockProtocol,  # puts the socket in the scope: chunks are written directly
         name="mock",
     )
     return relaybench.serve.serve(build_app(config), options)

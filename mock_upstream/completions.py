@@ -22,6 +22,7 @@ import orjson
 
 from mock_upstream import content
 from mock_upstream.config import MAX_BODY_BYTES, MAX_DRAIN_BYTES
+from mock_upstream.emitter import Emission
 from mock_upstream.errors import ApiError, BadRequest, ConnectionCut, TooLarge
 from mock_upstream.faults import MID_STREAM, Fault, draw_fault
 from mock_upstream.history import Entry
@@ -29,6 +30,7 @@ from mock_upstream.latency import Plan, make_plan
 from mock_upstream.load import QueueFull, slowdown_factor
 from mock_upstream.state import MockState
 from mock_upstream.validation import CompletionRequest, Overrides, parse_body, parse_overrides
+from mock_upstream.wire import Wire, wire_of
 from relaybench import asgi
 
 Scope = dict[str, Any]
@@ -221,7 +223,8 @@ class Completions:
                 admitted = True
             start = time.monotonic()
             if streaming:
-                end = await self._stream(send, entry, req, plan, fault, rid, start, opened)
+                wire = wire_of(scope)
+                end = await self._stream(send, entry, req, plan, fault, rid, start, opened, wire)
             else:
                 end = await self._whole(send, entry, req, plan, fault, rid, seed, start, arrived)
             watch.done = True
@@ -307,19 +310,6 @@ class Completions:
             "total_tokens": req.prompt_tokens + n,
         }
 
-    async def _fault(
-        self, send: Send, entry: Entry, fault: Fault, templates: content.ChunkTemplates
-    ) -> None:
-        """Act out a mid-stream fault; returns only for ``malformed``."""
-        self.state.stats.faults[fault.label] += 1
-        if fault.kind == "disconnect":
-            raise ConnectionCut
-        if fault.kind == "stall":
-            await asyncio.get_running_loop().create_future()  # until the client or server quits
-        line = templates.malformed()
-        entry.wrote(len(line), time.time_ns())
-        await send({"type": "http.response.body", "body": line, "more_body": True})
-
     async def _stream(
         self,
         send: Send,
@@ -330,17 +320,12 @@ class Completions:
         rid: str,
         start: float,
         opened: float,
+        wire: Wire | None,
     ) -> str:
         """Send the stream; returns how it ended (``completed``, or ``faulted`` for no-done)."""
         state = self.state
         cfg = state.config
         stats = state.stats
-        lateness = stats.lateness
-        admission = state.admission
-        loop = asyncio.get_running_loop()
-        monotonic = time.monotonic
-        time_ns = time.time_ns
-        sleep = asyncio.sleep
         templates = content.ChunkTemplates(
             chat=self.chat,
             id_=rid,
@@ -348,52 +333,30 @@ class Completions:
             model=req.model or cfg.model,
             crlf=cfg.crlf,
         )
-        bodies = content.chunk_bodies(plan.tokens, cfg.tokens_per_chunk)
-        gaps = _chunk_gaps(plan, cfg.tokens_per_chunk)
-        fault_at = fault.value if fault is not None and fault.kind in MID_STREAM else -1
-        per_stream, after = cfg.slowdown_per_stream, cfg.slowdown_after
         keepalive = cfg.keepalive_ms / 1000.0
         next_keepalive = opened + keepalive
         if keepalive:  # on the grid that began with the headers; none owed for a queue wait
             next_keepalive += keepalive * max(0, (start - next_keepalive) // keepalive + 1)
-        deadline = start + plan.ttft_s
-        for j, body in enumerate(bodies):
-            if j == fault_at:
-                await self._fault(send, entry, fault, templates)  # type: ignore[arg-type]
-            if j:
-                gap = gaps[j - 1]
-                if per_stream:
-                    gap *= slowdown_factor(admission.active, per_stream, after)
-                deadline += gap
-            if keepalive:
-                while next_keepalive < deadline:
-                    await sleep(max(0.0, next_keepalive - loop.time()))
-                    entry.wrote(len(templates.keepalive), time_ns())
-                    await send(
-                        {
-                            "type": "http.response.body",
-                            "body": templates.keepalive,
-                            "more_body": True,
-                        }
-                    )
-                    next_keepalive += keepalive
-            delay = deadline - loop.time()
-            if delay > 0:
-                await sleep(delay)
-            now = monotonic()
-            ns = time_ns()
-            if j or not self.chat:
-                data = templates.content(body, ns)
-            else:
-                data = templates.role(ns) + templates.content(body, ns)
-            lateness.add(now - deadline)
-            entry.wrote(len(data), ns)
-            await send({"type": "http.response.body", "body": data, "more_body": True})
-            entry.chunks_sent += 1
-            stats.chunks += 1
-        if fault_at == len(bodies):
-            await self._fault(send, entry, fault, templates)  # type: ignore[arg-type]
-        ns = time_ns()
+        emission = Emission(
+            state.emitter(),
+            wire,
+            templates=templates,
+            chat=self.chat,
+            bodies=content.chunk_bodies(plan.tokens, cfg.tokens_per_chunk),
+            gaps=_chunk_gaps(plan, cfg.tokens_per_chunk),
+            fault=fault,
+            fault_at=fault.value if fault is not None and fault.kind in MID_STREAM else -1,
+            start=start,
+            ttft_s=plan.ttft_s,
+            keepalive_s=keepalive,
+            next_keepalive=next_keepalive,
+            slowdown=(cfg.slowdown_per_stream, cfg.slowdown_after),
+            admission=state.admission,
+            stats=stats,
+            entry=entry,
+        )
+        await emission.run(send)
+        ns = time.time_ns()
         tail = templates.final(plan.finish_reason, ns)
         if req.include_usage:
             tail += templates.usage(self._usage(req, plan), ns)

@@ -91,7 +91,17 @@ class ChunkTemplates:
     ``chat.completion.chunk`` shape, else the legacy ``text_completion`` shape.
     """
 
-    __slots__ = ("_base", "_chat", "_eol", "_head", "_mid", "_tail", "done", "keepalive")
+    __slots__ = (
+        "_base",
+        "_chat",
+        "_eol",
+        "_head",
+        "_mid",
+        "_tail",
+        "content_tail",
+        "done",
+        "keepalive",
+    )
 
     def __init__(self, *, chat: bool, id_: str, created: int, model: str, crlf: bool) -> None:
         eol = b"\r\n" if crlf else b"\n"
@@ -116,12 +126,16 @@ class ChunkTemplates:
         else:
             self._head = self._base + b'[{"text":"'
             self._mid = b'","index":0,"logprobs":null,"finish_reason":null}],"x_mock_emitted_ns":'
-        self._tail = b"}" + eol + eol
+        self._tail = self.content_tail = b"}" + eol + eol
         self.done = b"data: [DONE]" + eol + eol
         self.keepalive = b": keep-alive" + eol + eol
 
     def content(self, body: bytes, ns: int) -> bytes:
         return b"".join((self._head, body, self._mid, b"%d" % ns, self._tail))
+
+    def content_prefix(self, body: bytes) -> bytes:
+        """A content chunk's bytes before its stamp (``content_tail`` follows the stamp)."""
+        return self._head + body + self._mid
 
     def role(self, ns: int) -> bytes:
         """The first chat chunk: ``delta.role`` and an empty content, as OpenAI sends it."""

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from mock_upstream.config import MockConfig
+from mock_upstream.emitter import Emitter
 from mock_upstream.history import History
 from mock_upstream.load import Admission
 from mock_upstream.stats import Stats
@@ -15,6 +18,13 @@ class MockState:
         self.history = History()
         self.admission = Admission(config.max_concurrency, config.max_queue)
         self._seq = 0
+        self._emitter: Emitter | None = None
+
+    def emitter(self) -> Emitter:
+        """The emission timer of the running event loop (made on first use, inside the loop)."""
+        if self._emitter is None:
+            self._emitter = Emitter(asyncio.get_running_loop())
+        return self._emitter
 
     def next_seq(self) -> int:
         self._seq += 1

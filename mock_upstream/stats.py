@@ -95,6 +95,7 @@ class Stats:
         self.bad_requests = 0
         self.faulted = 0  # ended by an injected fault: a status answer or a cut connection
         self.chunks = 0
+        self.direct_writes = 0  # body writes straight to the socket (the rest went through send)
         self.faults: Counter[str] = Counter()
         self.lateness.clear()
         self.reset_at = time.monotonic()
@@ -113,6 +114,7 @@ class Stats:
             "faults": sum(self.faults.values()),
             "faults_by_kind": dict(self.faults),
             "chunks": self.chunks,
+            "direct_writes": self.direct_writes,
             "lateness_ms": self.lateness.summary_ms(),
             "since_reset_s": round(time.monotonic() - self.reset_at, 3),
         }

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
+import socket
+import time
+
 import httpx
 import orjson
 
+from mock_upstream.app import build_app
+from mock_upstream.config import MockConfig
+from mock_upstream.latency import Distribution
 from relaybench.sse import SSEDecoder
 
 from .conftest import CHAT, ReadStream
@@ -182,3 +190,72 @@ def test_stamped_json_is_valid_for_every_chunk(mock_url: str, read_stream: ReadS
     result = read_stream(mock_url, headers={"X-Mock-Output-Tokens": "50"})
     for _, data in result.events[:-1]:
         assert "x_mock_emitted_ns" in orjson.loads(data)
+
+
+_STAMPS = re.compile(rb'"(x_mock_emitted_ns|created)":\d+')
+
+
+async def _in_process(body: dict, headers: dict[str, str]) -> bytes:
+    """The same request straight into the ASGI app: no socket, so every write goes via send."""
+    app = build_app(
+        MockConfig(ttft_ms=Distribution("constant", 5), output_tokens=Distribution("constant", 30))
+    )
+    raw = orjson.dumps(body)
+    messages = [{"type": "http.request", "body": raw, "more_body": False}]
+    sent: list[bytes] = []
+    finished = asyncio.Event()
+
+    async def receive() -> dict:
+        if messages:
+            return messages.pop()
+        await finished.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        if message["type"] == "http.response.body":
+            sent.append(message["body"])
+            if not message.get("more_body"):
+                finished.set()
+
+    scope = {
+        "type": "http", "method": "POST", "path": "/v1/chat/completions", "query_string": b"",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+    }  # fmt: skip
+    await app(scope, receive, send)
+    return b"".join(sent)
+
+
+def test_direct_writes_carry_the_same_bytes_as_send(start_server) -> None:
+    """Chunks written straight to the socket equal what the ASGI send path produces."""
+    mock = start_server("mock_upstream", "--ttft-ms", "5", "--output-tokens", "30")
+    body = {"messages": CHAT, "stream": True, "stream_options": {"include_usage": True}}
+    headers = {"X-Mock-Seed": "5", "X-Mock-ITL-Ms": "1"}
+    wire = httpx.post(mock.url + "/v1/chat/completions", json=body, headers=headers).content
+    stats = httpx.get(mock.url + "/mock/stats").json()
+    assert stats["direct_writes"] == stats["chunks"] == 30  # they did take the direct path
+    reference = asyncio.run(_in_process(body, headers))
+    assert _STAMPS.sub(b"", wire) == _STAMPS.sub(b"", reference)
+    assert wire.endswith(b"data: [DONE]\n\n")
+
+
+def test_a_client_that_reads_late_gets_every_chunk_through_sends_drain(start_server) -> None:
+    """Unread output fills the socket; uvicorn pauses writing and the stream waits, as before."""
+    mock = start_server("mock_upstream", "--ttft-ms", "0", "--itl-ms", "0")
+    host, port = mock.url.removeprefix("http://").split(":")
+    request = orjson.dumps({"messages": CHAT, "stream": True})
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Mock-Output-Tokens: 20000\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(request), request)
+        )
+        time.sleep(0.5)  # read nothing for a while
+        raw = bytearray()
+        while not raw.endswith(b"0\r\n\r\n"):
+            piece = sock.recv(1 << 20)
+            assert piece, "the mock closed the stream"
+            raw += piece
+    assert raw.count(b'"delta":{"content":"') == 20000
+    assert b"data: [DONE]" in raw
+    stats = httpx.get(mock.url + "/mock/stats").json()
+    assert stats["chunks"] == 20000 and 0 < stats["direct_writes"] < 20000
