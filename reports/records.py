@@ -103,6 +103,7 @@ class Records:
     frame: pd.DataFrame
     skipped: list[str] = field(default_factory=list)
     _lists: dict[str, FlatList] = field(default_factory=dict)
+    _arrow: dict[str, pa.ChunkedArray] = field(default_factory=dict)  # not flattened yet
     _scalars: pd.DataFrame | None = None
 
     @property
@@ -120,17 +121,24 @@ class Records:
         if name not in NUMERIC_LISTS:
             raise ValueError(f"{name} is not a numeric list field (those are {NUMERIC_LISTS})")
         if name not in self._lists:
-            self._lists[name] = FlatList.of(self.frame[name].array.__arrow_array__())
+            column = self._arrow.pop(name, None)
+            if column is None:
+                column = self.frame[name].array.__arrow_array__()
+            self._lists[name] = FlatList.of(column)
         return self._lists[name]
 
     def flatten_lists(self) -> None:
-        """Flatten every numeric list column now and drop all list columns from ``frame``.
+        """Flatten ``chunks_ms`` and ``lags_ms`` now and drop the list columns from ``frame``.
 
         For readers that only use ``scalars`` and ``lists`` (the report pipeline): the Arrow
-        lists are then freed, a few hundred MiB on a million records.
+        lists are then freed, a few hundred MiB on a million records. Other numeric lists are
+        kept in their compact Arrow form and flattened when first asked for.
         """
         for name in NUMERIC_LISTS:
-            self.lists(name)
+            if name in ("chunks_ms", "lags_ms"):
+                self.lists(name)
+            else:
+                self._arrow[name] = self.frame[name].array.__arrow_array__()
         self.frame = self.scalars
 
 

@@ -20,7 +20,8 @@ Two tools, both numpy only (no scipy), both seeded so a verdict is reproducible:
 Pooled samples (every chunk of every request: ITL, chunk lag) are not independent values — a
 slow request makes all its chunks slow — so with ``groups`` the bootstrap resamples whole
 requests (a cluster bootstrap): multinomial counts per request weight its values, and the
-replicate is the weighted percentile (inverted CDF). Above ``CLUSTER_VALUES_MAX`` values, every
+replicate is the weighted percentile (inverted CDF). Above ``max_values`` (default
+``CLUSTER_VALUES_MAX``) values, every
 request's values are thinned alike, which keeps the cost bounded and only widens the interval.
 
 ``mann_whitney(a, b)``
@@ -94,6 +95,7 @@ def bootstrap_statistic(
     n_boot: int,
     rng: np.random.Generator,
     groups: np.ndarray | None = None,
+    max_values: int = CLUSTER_VALUES_MAX,
 ) -> tuple[float, np.ndarray]:
     """The statistic of ``x`` (a percentile 0..100, or ``"mean"``) and ``n_boot`` replicates.
 
@@ -102,7 +104,7 @@ def bootstrap_statistic(
     """
     q = _check_q(q)
     if groups is not None:
-        return _bootstrap_clustered(x, groups, q, n_boot, rng)
+        return _bootstrap_clustered(x, groups, q, n_boot, rng, max_values)
     x = _clean(x)
     _require(x, "x")
     if q == "mean":
@@ -136,7 +138,12 @@ def _bootstrap_means(x: np.ndarray, n_boot: int, rng: np.random.Generator) -> np
 
 
 def _bootstrap_clustered(
-    x: np.ndarray, groups: np.ndarray, q: float | str, n_boot: int, rng: np.random.Generator
+    x: np.ndarray,
+    groups: np.ndarray,
+    q: float | str,
+    n_boot: int,
+    rng: np.random.Generator,
+    max_values: int,
 ) -> tuple[float, np.ndarray]:
     x = np.asarray(x, dtype=np.float64).ravel()
     groups = np.asarray(groups).ravel()
@@ -146,9 +153,12 @@ def _bootstrap_clustered(
     x, groups = x[keep], groups[keep]
     _require(x, "x")
     estimate = float(x.mean() if q == "mean" else np.percentile(x, q))
-    if x.size > CLUSTER_VALUES_MAX:  # thin every group alike: the interval only gets wider
-        keep = rng.random(x.size) < CLUSTER_VALUES_MAX / x.size
+    shift = 0.0
+    if x.size > max_values:  # thin every group alike: the interval only gets wider ...
+        keep = rng.random(x.size) < max_values / x.size
         x, groups = x[keep], groups[keep]
+        # ... and its replicates are centred on the full sample's estimate, not the thinned one's
+        shift = estimate - float(x.mean() if q == "mean" else np.percentile(x, q))
     _, g = np.unique(groups, return_inverse=True)
     m = int(g.max()) + 1
     out = np.empty(n_boot)
@@ -170,7 +180,7 @@ def _bootstrap_clustered(
         target = np.maximum(cum[:, -1] * (float(q) / 100.0), 0.5)  # q=0: first drawn value
         idx = np.minimum((cum < target[:, None]).sum(axis=1), s.size - 1)
         out[start:stop] = s[idx]
-    return estimate, out
+    return estimate, out + shift
 
 
 def _draw_counts(m: int, rows: int, rng: np.random.Generator) -> np.ndarray:
@@ -195,6 +205,7 @@ def percentile_diff_ci(
     relative: bool = False,
     groups_a: np.ndarray | None = None,
     groups_b: np.ndarray | None = None,
+    max_values: int = CLUSTER_VALUES_MAX,
 ) -> Interval:
     """Bootstrap interval of ``P_q(b) - P_q(a)``; ``relative=True``: of ``P_q(b) / P_q(a) - 1``.
 
@@ -206,8 +217,8 @@ def percentile_diff_ci(
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be within (0, 1), got {confidence}")
     rng = np.random.default_rng(seed)
-    est_a, boot_a = bootstrap_statistic(a, q, n_boot, rng, groups_a)
-    est_b, boot_b = bootstrap_statistic(b, q, n_boot, rng, groups_b)
+    est_a, boot_a = bootstrap_statistic(a, q, n_boot, rng, groups_a, max_values)
+    est_b, boot_b = bootstrap_statistic(b, q, n_boot, rng, groups_b, max_values)
     if relative:
         if est_a <= 0:
             raise ValueError("relative change needs a positive reference statistic")

@@ -14,7 +14,7 @@ from loadtests.record import RecordBuilder
 from loadtests.sink import RecordWriter
 from relaybench import records
 from reports.folder import load_folder
-from reports.records import SCHEMA, load_records, read_file
+from reports.records import NUMERIC_LISTS, SCHEMA, load_records, read_file
 from reports.summary import summarize
 from reports.synthetic import SyntheticRun, SyntheticTarget, write_run
 
@@ -102,8 +102,10 @@ def test_every_field_filled_reads_back_and_reports(tmp_path: Path) -> None:
     writer.close()
     table, notes = read_file(writer.path)
     assert notes == [] and table.to_pylist() == [rec]
-    summary = summarize(load_folder(tmp_path))  # the report path flattens every numeric list
-    assert summary["targets"]["direct"]["itl_ms"]["p50"] == 10.0
+    folder = load_folder(tmp_path)  # the report path: list columns flattened or kept as Arrow
+    assert summarize(folder)["targets"]["direct"]["itl_ms"]["p50"] == 10.0
+    for name in NUMERIC_LISTS:
+        assert folder.lists(name).values.tolist() == rec[name], name
 
 
 def test_the_arrow_schema_has_exactly_the_record_fields_in_order() -> None:
