@@ -8,13 +8,15 @@ DURATION ?= 30
 USERS ?= 50
 SCENARIO ?= peak
 BENCH_ARGS ?=
+SEARCH_ARGS ?=
 
-.PHONY: help setup test lint format bench bench-mock bench-relay bench-report bench-repro calibrate clean
+.PHONY: help setup test lint format bench bench-mock bench-relay bench-report bench-repro bench-search calibrate clean
 
 help:
 	@echo "make bench   - set up, run the default benchmark (~2 min), write runs/<timestamp>/"
 	@echo "make test    - set up, run the whole test suite"
 	@echo "make lint    - ruff format check + lint"
+	@echo "make bench-search - capacity search on the embedded mock + relay (<= 3 min), ends with the plan"
 	@echo "make bench-mock | bench-relay | bench-report | bench-repro | calibrate"
 
 setup: $(STAMP)
@@ -51,6 +53,12 @@ bench-report: $(STAMP)
 
 bench-repro: $(STAMP)
 	$(BIN)/python -m relaybench.run.bench_repro
+
+# the bundled relay on the embedded mock's load model: 40-60 token answers (~2 s each), 8 s probes
+bench-search: $(STAMP)
+	$(BIN)/relaybench search --out runs/search-$$(date +%Y%m%d-%H%M%S) \
+	    --slo-ttft-p95-ms 1000 --slo-error-rate 0.01 --max-tokens 40-60 \
+	    --start 4 --probe-s 8 --precision 0.15 --max-probes 7 $(SEARCH_ARGS)
 
 calibrate: $(STAMP)
 	$(BIN)/relaybench calibrate --out runs/calibration.json

@@ -206,7 +206,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         doc["ended_at"] = _now()
         doc["interrupted"] = search.interrupted
         search.save()
-    _report(args.out, doc)
+    plans = _report(args.out, doc)
+    if any(plans.values()):
+        from reports.markdown import plan_markdown
+
+        for name, plan in plans.items():
+            if plan:
+                print(f"\n## Capacity plan: {name}\n\n{plan_markdown(plan)}\n")
     for name, result in doc["targets"].items():
         print(f"{name}: {result['message']}")
         if result.get("hint"):
@@ -392,9 +398,10 @@ def _e2e_guess(mock: Any, load: Any) -> float:
     return (mock.ttft_ms + tokens * mock.itl_ms) / 1000
 
 
-def _report(out: Path, doc: dict) -> None:
+def _report(out: Path, doc: dict) -> dict[str, Any]:
+    """Write the report; each target's capacity plan (empty when there is nothing to plan)."""
     try:
         from reports.search import write_search_report
     except ImportError:  # the report is optional; search.json is not
-        return
-    write_search_report(out, doc)
+        return {}
+    return write_search_report(out, doc)
