@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from relaybench.errors import RelaybenchError
+from relaybench.faults.client import tls_context
 
 
 class MockLog:
@@ -23,7 +24,7 @@ class MockLog:
 
     async def entries(self, request_id: str) -> list[dict[str, Any]]:
         """Every logged request tagged ``request_id``, in arrival order."""
-        async with httpx.AsyncClient(timeout=5.0) as client:
+        async with httpx.AsyncClient(timeout=5.0, verify=tls_context()) as client:
             response = await client.get(f"{self.base}/mock/requests", params={"id": request_id})
         if response.status_code != 200:
             raise RelaybenchError(
