@@ -141,9 +141,37 @@ def perceived_latency(streaming: tuple[str, dict], buffered: tuple[str, dict], p
     return _save(fig, path)
 
 
+# the timeline's server rows: (label, metrics); a metric's columns are METRIC:SERVER
+# (reports.server), one line style per column, the target's colour as above
+SERVER_PANELS = [
+    ("server CPU %\n(100 = 1 core)", ("cpu_pct",)),
+    ("server RSS (MiB)", ("rss_mb",)),
+    ("active streams", ("active_streams",)),
+    ("upstream pool\nbusy / idle", ("pool_busy", "pool_idle")),
+    ("upstream TTFB\np95 (ms)", ("upstream_ttfb_p95_ms",)),
+    ("rate-limited/s", ("rate_limited_per_s",)),
+    ("mock queue", ("queued",)),
+    ("mock lateness p99\n(ms, cumulative)", ("lateness_p99_ms",)),
+]
+LINE_STYLES = ["-", "--", ":", "-."]
+
+
+def _server_panels(series: pd.DataFrame) -> list[tuple[str, list[str]]]:
+    present = []
+    for label, metrics in SERVER_PANELS:
+        cols = [c for m in metrics for c in series.columns if c.startswith(f"{m}:")]
+        cols = [c for c in cols if series[c].notna().any()]
+        if cols:
+            present.append((label, cols))
+    return present
+
+
 def peak_timeline(series: pd.DataFrame, path: Path) -> Path:
-    """Users, requests/s, TTFT p95 and errors per second on one shared time axis."""
-    fig, axes = plt.subplots(4, 1, figsize=(9, 8), sharex=True)
+    """Users, requests/s, TTFT p95 and errors per second on one shared time axis, then the
+    servers' rows (``METRIC:SERVER`` columns) when the run scraped them."""
+    server_panels = _server_panels(series) if len(series) else []
+    rows_n = 4 + len(server_panels)
+    fig, axes = plt.subplots(rows_n, 1, figsize=(9, 8 + 1.7 * len(server_panels)), sharex=True)
     names = list(pd.unique(series["target"])) if len(series) else []
     palette = colors(names)
     panels = [
@@ -152,7 +180,24 @@ def peak_timeline(series: pd.DataFrame, path: Path) -> Path:
         ("ttft_p95", "TTFT p95 (ms)", True),
         ("errors", "errors/s", False),
     ]
-    for ax, (col, label, latency) in zip(axes, panels, strict=True):
+    for ax, (label, cols) in zip(axes[4:], server_panels, strict=True):
+        for name in names:
+            rows = series[series["target"] == name]
+            for style, col in zip(LINE_STYLES * len(cols), cols, strict=False):
+                known = rows[rows[col].notna()]
+                ax.plot(known["second"], known[col], ls=style, color=palette[name], lw=1.3)
+        if len(cols) > 1:  # which line style is which series: a grey key
+            keys = [
+                matplotlib.lines.Line2D([], [], color="#555", ls=style, label=col)
+                for style, col in zip(LINE_STYLES * len(cols), cols, strict=False)
+            ]
+            ax.legend(handles=keys, loc="upper right", fontsize=7, ncol=len(cols))
+        else:
+            ax.text(0.995, 0.9, cols[0].split(":", 1)[1], transform=ax.transAxes, ha="right",
+                    va="top", fontsize=7, color="#555")  # fmt: skip
+        ax.set_ylabel(label, fontsize=8)
+        ax.grid(alpha=0.3)
+    for ax, (col, label, latency) in zip(axes[:4], panels, strict=True):
         for name in names:
             rows = series[series["target"] == name]
             style = {"color": palette[name], "lw": 1.4, "label": name}
@@ -170,8 +215,9 @@ def peak_timeline(series: pd.DataFrame, path: Path) -> Path:
     if names:
         axes[0].legend(loc="upper right", fontsize=8, ncol=len(names))
     axes[-1].set_xlabel("seconds since the target's start")
-    fig.suptitle("The run over time: load, throughput, TTFT p95 and errors (1 s bins)")
-    fig.tight_layout()
+    what = " and the servers" if server_panels else ""
+    fig.suptitle(f"The run over time: load, throughput, TTFT p95, errors{what} (1 s bins)")
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / fig.get_figheight()))  # room for the title
     return _save(fig, path)
 
 

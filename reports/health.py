@@ -2,6 +2,9 @@
 
 A run is ``degraded`` when any check below fails; each reason is one sentence with the numbers.
 ``checked`` lists the checks the folder's data allowed (no ``mock_stats/``: no mock checks).
+``leaks`` holds one sentence per server series the leak watch flagged (``reports.leaks``: RSS or
+open fds growing steadily while the scenario held its load). A leak is a finding about the
+target, not a flaw of the measurement, so it does not make the run degraded.
 
 - Load-generator CPU: more than ``cpu_busy_share`` of the ``loadgen/*.jsonl`` samples above
   ``cpu_busy_pct`` (100 = one core): the harness, not the target, may have set the pace.
@@ -33,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from reports import server as server_view
 from reports.folder import RunFolder, target_window_ns
 from reports.samples import schedule_lag_ms
 from reports.stats import quantile
@@ -71,11 +75,16 @@ def check_health(folder: RunFolder, limits: HealthLimits | None = None) -> dict:
         checked.append(f"schedule lag and achieved rate ({', '.join(open_loop)})")
     if with_mock:
         checked.append(f"mock lateness and record counts ({', '.join(with_mock)})")
+    leaks, leak_checked = server_view.leak_reasons(folder)
+    if leak_checked:
+        flagged = f"{len(leaks)} flagged" if leaks else "no steady growth"
+        checked.append(f"{leak_checked[0]}: {flagged}")
     return {
         "degraded": bool(reasons),
         "reasons": reasons,
         "loadgen_cpu_max_pct": cpu_max,
         "checked": checked,
+        "leaks": leaks,
     }
 
 

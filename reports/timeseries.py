@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from reports import server as server_view
 from reports.folder import RunFolder, target_window_ns
 from reports.samples import select
 from reports.significance import bootstrap_statistic
@@ -25,6 +26,7 @@ def per_second(folder: RunFolder) -> pd.DataFrame:
     ``users`` comes from the load-generator samples (``loadgen/``: each process's last sample
     in that second, summed over processes) when there are any, else from the records: the
     largest ``users`` each process reported for records sent in that second, summed.
+    With server samples, ``METRIC:SERVER`` columns follow (``reports.server.per_second``).
     """
     frames = []
     for name, rows in folder.frame.groupby("target", sort=False):
@@ -61,6 +63,7 @@ def per_second(folder: RunFolder) -> pd.DataFrame:
         for col in ("requests", "ok", "errors", "tokens"):
             out[col] = out[col].fillna(0)
         out["users"] = out["users"].ffill()
+        out = out.join(server_view.per_second(folder, name, rows, out.index))
         out.insert(0, "target", name)
         frames.append(out.reset_index())
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -52,3 +52,11 @@ def test_growing_fds_are_flagged() -> None:
 def test_a_short_series_is_not_judged() -> None:
     short = np.arange(0, 10, 1.0)
     assert leaks.check({"rss_mb": (_ns(short), 80 + 5 * short)}) == {}
+
+
+def test_a_long_soak_is_judged_on_binned_medians() -> None:
+    """Three hours of 1 s samples (10,800 points) are binned, and the verdict stands."""
+    hours = np.arange(0, 3 * 3600, 1.0)
+    rss = 80 + hours / 600 + RNG.normal(0, 1.0, hours.size)  # +6 MiB an hour
+    verdict = leaks.check({"rss_mb": (_ns(hours), rss)})["rss_mb"]
+    assert verdict["leak"] is True and verdict["points"] <= leaks.MAX_POINTS
