@@ -20,6 +20,9 @@ the actual send), ``ttft_response_ms``/``e2e_response_ms`` response times (from 
 start) — plus ``schedule_lag_ms``. Top-level ``overhead`` holds each relay target's added
 latency versus ``direct`` with 95% bootstrap intervals, ``calibration`` (when run.json carries one)
 each target's lag against the harness floor (``reports.calibration``), ``notes`` any skipped input.
+With server samples (``server/``, ``reports.server``), ``server``: per server, its CPU (peak,
+mean, seconds, per request, per 1,000 chunks), RSS and fds over the target's window, and the
+leak watch's verdicts; failed scrapes are added to ``notes``.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import pandas as pd
 
 from relaybench.records import SCHEMA_VERSION, UNKNOWN, Stats, Summary, TargetSummary
 from reports import calibration, samples
+from reports import server as server_view
 from reports.folder import RunFolder, load_folder, target_window_ns
 from reports.health import check_health
 from reports.samples import select
@@ -69,8 +73,9 @@ def summarize(folder: RunFolder) -> Summary:
     versus_floor = calibration.compare(folder.meta, targets)
     if versus_floor is not None:
         summary["calibration"] = versus_floor
-    if folder.notes:
-        summary["notes"] = list(folder.notes)
+    notes = [*folder.notes, *server_view.notes(folder)]
+    if notes:
+        summary["notes"] = notes
     return summary
 
 
@@ -125,6 +130,9 @@ def target_summary(folder: RunFolder, name: str, rows: pd.DataFrame) -> TargetSu
         "headers_ms": of("headers_ms"),
         "usage_mismatches": usage_mismatches(samples.ok(rows)),
     }
+    server = server_view.target_block(folder, name, rows)
+    if server:
+        out["server"] = server
     if rows["intended_ns"].notna().any():
         out["schedule_lag_ms"] = of("schedule_lag_ms")
         out["ttft_response_ms"] = of("ttft_response_ms")
