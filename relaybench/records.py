@@ -280,6 +280,7 @@ class TargetSummary(TypedDict):
     kind: str | None
     headers_ms: Stats
     usage_mismatches: int
+    server: NotRequired[dict[str, dict[str, Any]]]  # per server, from server/ (reports.server)
     schedule_lag_ms: NotRequired[Stats]  # open-loop targets only, with the two below
     ttft_response_ms: NotRequired[Stats]
     e2e_response_ms: NotRequired[Stats]
@@ -290,6 +291,7 @@ class Health(TypedDict):
     reasons: list[str]
     loadgen_cpu_max_pct: float
     checked: list[str]
+    leaks: NotRequired[list[str]]  # the leak watch's flagged series (reports.leaks)
 
 
 class Summary(TypedDict):
