@@ -49,6 +49,7 @@ class RecordBuilder:
         self._done = False
         self._body = bytearray()
         self.http_error = False
+        self.text: list[str] | None = None  # set to [] to keep the answer's content (chat)
 
     # -- events from the I/O side -------------------------------------------------------------
 
@@ -136,6 +137,8 @@ class RecordBuilder:
             delta = choices[0].get("delta") if type(choices[0]) is dict else None
             if type(delta) is dict and delta.get("content"):
                 self._content(pc_ns, wall_ns, obj.get("x_mock_emitted_ns"))
+                if self.text is not None:
+                    self.text.append(str(delta["content"]))
         usage = obj.get("usage")
         if type(usage) is dict and type(usage.get("completion_tokens")) is int:
             self.rec["usage_tokens"] = usage["completion_tokens"]
@@ -154,6 +157,8 @@ class RecordBuilder:
             self._error(records.STREAM_ERROR, str(obj["error"]))
         if content:
             self._content(pc_ns, wall_ns, obj.get("x_mock_emitted_ns"))
+            if self.text is not None:
+                self.text.append(str(content))
         usage = obj.get("usage")
         if isinstance(usage, dict) and type(usage.get("completion_tokens")) is int:
             self.rec["usage_tokens"] = usage["completion_tokens"]

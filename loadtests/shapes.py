@@ -13,6 +13,10 @@ Locust, and the load generator can stamp each record with the step it was sent i
   a ramp to ``users``, a hold, a ramp down, and the baseline again.
 - ``spike``   — the baseline, then ``users`` all at once for a fifth of the run, then the baseline.
 - ``soak``    — a short ramp, then ``users`` held; meant for long durations (leaks, drift).
+- ``chat``    — ``users`` chat sessions in flight, each a closed loop of turns with think time
+  (``relaybench.traffic.sessions``).
+- ``retry-storm`` — the ``peak`` shape; the run command sizes the mock so the peak overloads it.
+- ``trace``   — open loop on a trace file's arrivals (``relaybench.traffic.trace``).
 - ``constant`` / ``poisson`` — open loop: requests arrive at ``rate`` per second on a seeded
   schedule of absolute times (``loadtests.schedule``), whatever the latency; ``users`` caps how
   many can be in flight at once.
@@ -43,14 +47,14 @@ def stage_at(p: ShapeParams, t: float) -> Stage | None:
     if t < 0 or t >= p.duration_s:
         return None
     frac = t / p.duration_s
-    if p.scenario == "steady":
+    if p.scenario in ("steady", "chat"):  # chat: this many sessions in flight
         return Stage(p.users)
     if p.scenario == "step":
         k = min(int(frac * p.steps), p.steps - 1)
         if p.rate is not None:
             return Stage(p.users, step=k, rate=p.rate * (k + 1) / p.steps)
         return Stage(max(1, math.ceil(p.users * (k + 1) / p.steps)), step=k)
-    if p.scenario == "peak":
+    if p.scenario in ("peak", "retry-storm"):
         return Stage(_peak_users(p, frac))
     if p.scenario == "spike":
         return Stage(p.users if 0.4 <= frac < 0.6 else p.baseline)

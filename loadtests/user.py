@@ -23,9 +23,9 @@ import gevent
 import gevent.event
 import orjson
 from geventhttpclient import HTTPClient
-from locust import User, constant, task
+from locust import User, task
 
-from loadtests import client, schedule, shapes
+from loadtests import client, schedule, shapes, traffic
 from loadtests.record import RecordBuilder
 from loadtests.sink import RecordWriter
 from loadtests.workload import Workload, WorkloadConfig
@@ -63,7 +63,9 @@ class LoadContext:
         self.t0_ns: int | None = None
         self.started = gevent.event.Event()
         self._seq = 0
-        self._arrivals: Iterator[tuple[int, float | None]] | None = None
+        self._arrivals: Iterator[tuple[int, float | None, traffic.TraceRow | None]] | None = None
+        self.trace = traffic.TraceReplay(config) if config.shape.scenario == "trace" else None
+        self.chat: traffic.ChatSessions | None = None
 
     def start(self, t0_ns: int, index: int) -> None:
         """Time zero of the run (the same on every process; the schedule hangs from it) and
@@ -75,14 +77,21 @@ class LoadContext:
             WorkloadConfig(seed=cfg.seed, model=cfg.model, max_tokens=cfg.max_tokens), index
         )
         params = self.config.shape
-        if params.open_loop:
+        if self.trace is not None:
+            self._arrivals = self.trace.arrivals(t0_ns, index)
+        elif params.scenario == "chat":
+            self.chat = traffic.ChatSessions(cfg, index)
+        elif params.open_loop:
             segments = shapes.rate_segments(params)
             offsets = schedule.arrival_offsets(
                 segments, poisson=params.scenario == "poisson", seed=self.config.seed
             )
             mine = schedule.share(offsets, self.index, self.config.generators)
             self._arrivals = iter(
-                [(schedule.intended_ns(t0_ns, o), schedule.rate_at(segments, o)) for o in mine]
+                [
+                    (schedule.intended_ns(t0_ns, o), schedule.rate_at(segments, o), None)
+                    for o in mine
+                ]
             )
         self.started.set()
 
@@ -90,7 +99,7 @@ class LoadContext:
         seq, self._seq = self._seq, self._seq + 1
         return seq
 
-    def next_arrival(self) -> tuple[int, float | None] | None:
+    def next_arrival(self) -> tuple[int, float | None, traffic.TraceRow | None] | None:
         assert self._arrivals is not None
         return next(self._arrivals, None)
 
@@ -121,13 +130,19 @@ def _read_some(resp: Any) -> bytes | None:
         resp.feed(data)
 
 
-def measure(http: HTTPClient, ctx: LoadContext, builder: RecordBuilder, payload: bytes) -> None:
-    """Send one request and feed everything that arrives to ``builder``."""
+def measure(
+    http: HTTPClient, ctx: LoadContext, builder: RecordBuilder, payload: bytes
+) -> str | None:
+    """Send one request and feed everything that arrives to ``builder``; returns an error
+    response's ``Retry-After`` header (for the retry policy), else None."""
     perf, wall = time.perf_counter_ns, time.time_ns
     resp = None
+    retry_after = None
     try:
         resp = http.request("POST", ctx.path, body=payload, headers=ctx.headers)
         builder.headers(resp.status_code, perf())
+        if resp.status_code >= 400:
+            retry_after = resp.get("Retry-After")
         while True:
             data = _read_some(resp)
             pc, now = perf(), wall()
@@ -136,10 +151,10 @@ def measure(http: HTTPClient, ctx: LoadContext, builder: RecordBuilder, payload:
                     builder.finish(pc, now)  # no [DONE] -> truncated
                 else:
                     builder.fail(records.TRUNCATED, "connection closed before the end", pc)
-                return
+                return retry_after
             if not data:
                 builder.finish(pc, now)
-                return
+                return retry_after
             builder.body(data, pc, now)
     except Exception as exc:
         got_response = resp is not None
@@ -147,6 +162,7 @@ def measure(http: HTTPClient, ctx: LoadContext, builder: RecordBuilder, payload:
     finally:
         if resp is not None and not resp.message_complete:
             resp.release()  # an unfinished body: the socket is closed, never reused
+    return retry_after
 
 
 def _describe(exc: BaseException) -> str:
@@ -158,8 +174,11 @@ class ChatUser(User):
     """Subclassed per run by ``make_user_class`` with the run's ``LoadContext``."""
 
     abstract = True
-    wait_time = constant(0)
     ctx: LoadContext
+
+    def wait_time(self) -> float:
+        """No wait between requests, except a chat user's think time before its next turn."""
+        return traffic.think_left(self)
 
     def on_start(self) -> None:
         self.http = client.open_client(self.ctx)
@@ -172,39 +191,76 @@ class ChatUser(User):
         ctx = self.ctx
         if not ctx.started.is_set():
             ctx.started.wait()
-        intended = rate = None
+        if ctx.chat is not None:  # --scenario chat: one turn of this user's session
+            ctx.chat.turn(self)
+            return
+        intended = rate = row = None
         if ctx.config.shape.open_loop:
             arrival = ctx.next_arrival()
             if arrival is None:  # schedule done: idle until the shape ends the run
                 gevent.sleep(0.5)
                 return
-            intended, rate = arrival
+            intended, rate, row = arrival
             delay = (intended - time.time_ns()) / 1e9
             if delay > 0:
                 gevent.sleep(delay)
-        seq = ctx.next_seq()
-        target = ctx.target
+        stream = ctx.target.stream
+        if row is not None:  # --scenario trace
+            assert ctx.trace is not None
+            body, fields = ctx.trace.request(row, stream=stream)
+            _, answer = self.send(
+                ctx.next_seq(), body, row.output_tokens, rate=rate, intended_ns=intended,
+                keep_text=bool(row.session), **fields,
+            )  # fmt: skip
+            ctx.trace.answered(row, body, answer)
+            return
         assert ctx.workload is not None
-        body, max_tokens = ctx.workload.request(seq, stream=target.stream)
+        seq = ctx.next_seq()
+        body, max_tokens = ctx.workload.request(seq, stream=stream)
+        self.send(seq, body, max_tokens, rate=rate, intended_ns=intended)
+
+    def send(
+        self,
+        seq: int,
+        body: dict[str, Any],
+        max_tokens: int | None,
+        *,
+        keep_text: bool = False,
+        **fields: Any,
+    ) -> tuple[dict[str, Any], str]:
+        """One user request, its retries included (``--retry-policy``): measured from the first
+        attempt, written as one record, reported to Locust. Returns the record and, with
+        ``keep_text``, the answer's text."""
+        ctx = self.ctx
+        target = ctx.target
         payload = orjson.dumps(body)
-        start_ns = time.time_ns()
-        builder = RecordBuilder(
-            target=target.name,
-            worker=ctx.worker,
-            seq=seq,
-            stream=target.stream,
-            start_ns=start_ns,
-            start_pc=time.perf_counter_ns(),
-            users=self.environment.runner.user_count if self.environment.runner else 0,
-            step=ctx.step_at(start_ns),
-            rate=rate,
-            intended_ns=intended,
-            max_tokens=max_tokens,
-        )
-        measure(self.http, ctx, builder, payload)
-        rec = builder.record()
+        start_ns, start_pc = time.time_ns(), time.perf_counter_ns()
+        cfg = ctx.config
+        attempts = traffic.Attempts(cfg.traffic.retry, cfg.seed, ctx.index, seq, start_pc)
+        while True:
+            builder = RecordBuilder(
+                target=target.name,
+                worker=ctx.worker,
+                seq=seq,
+                stream=target.stream,
+                start_ns=start_ns,
+                start_pc=start_pc,
+                users=self.environment.runner.user_count if self.environment.runner else 0,
+                step=ctx.step_at(start_ns),
+                max_tokens=max_tokens,
+                **fields,
+            )
+            if keep_text:
+                builder.text = []
+            retry_after = measure(self.http, ctx, builder, payload)
+            rec = builder.record()
+            wait = attempts.ended(rec, retry_after)
+            if wait is None:
+                break
+            attempts.wait(wait)
         ctx.writer.write(rec)
         self._report(ctx, rec)
+        return rec, "".join(builder.text or ())
 
     def _report(self, ctx: LoadContext, rec: dict[str, Any]) -> None:
         fire = self.environment.events.request.fire

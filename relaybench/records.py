@@ -284,6 +284,13 @@ class TargetSummary(TypedDict):
     schedule_lag_ms: NotRequired[Stats]  # open-loop targets only, with the two below
     ttft_response_ms: NotRequired[Stats]
     e2e_response_ms: NotRequired[Stats]
+    attempts: NotRequired[int]  # with a client retry policy (reports.traffic), the six below
+    retry_amplification: NotRequired[float]
+    attempts_per_request: NotRequired[dict[str, int]]
+    retried: NotRequired[int]
+    recovered: NotRequired[int]
+    user_error_rate: NotRequired[float]
+    attempt_error_rate: NotRequired[float]
 
 
 class Health(TypedDict):

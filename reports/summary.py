@@ -20,6 +20,8 @@ the actual send), ``ttft_response_ms``/``e2e_response_ms`` response times (from 
 start) — plus ``schedule_lag_ms``. Top-level ``overhead`` holds each relay target's added
 latency versus ``direct`` with 95% bootstrap intervals, ``calibration`` (when run.json carries one)
 each target's lag against the harness floor (``reports.calibration``), ``notes`` any skipped input.
+With a client retry policy, ``retry_amplification``, ``user_error_rate`` and the other attempt
+counts of ``reports.traffic``.
 With server samples (``server/``, ``reports.server``), ``server``: per server, its CPU (peak,
 mean, seconds, per request, per 1,000 chunks), RSS and fds over the target's window, and the
 leak watch's verdicts; failed scrapes are added to ``notes``.
@@ -39,6 +41,7 @@ from reports.folder import RunFolder, load_folder, target_window_ns
 from reports.health import check_health
 from reports.samples import select
 from reports.stats import bootstrap_diff, stats
+from reports.traffic import retry_fields
 
 OVERHEAD_METRICS = ("first_token_lag_ms", "chunk_lag_ms", "ttft_ms")
 
@@ -137,6 +140,7 @@ def target_summary(folder: RunFolder, name: str, rows: pd.DataFrame) -> TargetSu
         out["schedule_lag_ms"] = of("schedule_lag_ms")
         out["ttft_response_ms"] = of("ttft_response_ms")
         out["e2e_response_ms"] = of("e2e_response_ms")
+    out.update(retry_fields(folder.records, rows))
     return out
 
 

@@ -33,6 +33,7 @@ from relaybench.run.orchestrator import Orchestrator, RunPlan
 from relaybench.run.servers import MockSettings
 from relaybench.scrape.fetch import redact
 from relaybench.scrape.scraper import name_for_url
+from relaybench.traffic import cli as traffic_cli
 
 DEFAULT_TARGETS = ("direct", "relay", "relay-buffered")
 DEFAULT_RATE = 5.0
@@ -58,10 +59,16 @@ def build_parser() -> Parser:
     )
     p.add_argument("--scenario", default="steady", help=f"one of {', '.join(SCENARIOS)}")
     p.add_argument(
-        "--users", type=positive_int, default=10, help="users (open loop: in-flight cap)"
+        "--users",
+        type=positive_int,
+        help="users (open loop: in-flight cap; chat: sessions in flight) (default 10; "
+        f"--scenario trace: {traffic_cli.TRACE_USERS})",
     )
     p.add_argument(
-        "--duration", type=duration_s, default=30.0, help="per target: seconds, or 30s, 2m, 1h"
+        "--duration",
+        type=duration_s,
+        help="per target: seconds, or 30s, 2m, 1h (default 30; --scenario trace: the schedule's "
+        "length)",
     )
     p.add_argument(
         "--rate", type=positive_float, help=f"open loop req/s (default {DEFAULT_RATE:g})"
@@ -99,6 +106,18 @@ def build_parser() -> Parser:
         help="mock answer length without max_tokens",
     )
     p.add_argument(
+        "--max-concurrency",
+        type=non_negative_int,
+        help="mock generations at once, the rest queue (default 40; 0: unlimited; "
+        "retry-storm: users/4)",
+    )
+    p.add_argument(
+        "--max-queue",
+        type=non_negative_int,
+        help="mock queue length beyond which it answers 429 (default unbounded; retry-storm: "
+        "users/4)",
+    )
+    p.add_argument(
         "--max-tokens",
         default="100-200",
         help="max_tokens per request: N, LO-HI (seeded uniform), or 'none'",
@@ -125,6 +144,7 @@ def build_parser() -> Parser:
         help="SLO: highest share of failed requests, 0..1 (in run.json, for the report)",
     )
     p.add_argument("--calibration", type=Path, help="a relaybench calibrate JSON to compare with")
+    traffic_cli.add_arguments(p)
     p.add_argument(
         "--scrape",
         action="append",
@@ -226,7 +246,8 @@ def _calibration(path: Path | None) -> dict[str, Any] | None:
 
 
 def parse(argv: Sequence[str]) -> RunPlan:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.scenario not in SCENARIOS:
         raise UsageError(f"unknown scenario {args.scenario!r}; choose from {', '.join(SCENARIOS)}")
     bind_host, _, bind_port = args.master_bind.rpartition(":")
@@ -241,13 +262,22 @@ def parse(argv: Sequence[str]) -> RunPlan:
             raise UsageError("--buffered applies to --target names; the default targets are fixed")
         if name not in names:
             raise UsageError(f"--buffered {name}: unknown target; choose from {', '.join(names)}")
+    max_tokens = _max_tokens(args.max_tokens)
+    traffic = traffic_cli.resolve(args, parser, seed=args.seed, answer_tokens=max_tokens)
+    if args.scenario == "trace" and args.rate is not None:
+        raise UsageError("--rate: not with --scenario trace (the trace sets it; see --rate-scale)")
     rate = args.rate
-    if rate is None and args.scenario in OPEN_LOOP:
+    if rate is None and args.scenario in OPEN_LOOP and args.scenario != "trace":
         rate = DEFAULT_RATE
+    duration = args.duration or 30.0
+    users = args.users or (traffic_cli.TRACE_USERS if args.scenario == "trace" else 10)
+    if traffic.span_s is not None:
+        duration = args.duration or traffic_cli.trace_duration_s(traffic.span_s)
+        print(traffic_cli.describe(traffic, duration), flush=True)
     shape = ShapeParams(
         scenario=args.scenario,
-        users=args.users,
-        duration_s=args.duration,
+        users=users,
+        duration_s=duration,
         rate=rate,
         steps=args.steps,
     )
@@ -264,7 +294,7 @@ def parse(argv: Sequence[str]) -> RunPlan:
         remote_workers=args.remote_workers,
         master_bind=bind_host,
         master_port=int(bind_port),
-        max_tokens=_max_tokens(args.max_tokens),
+        max_tokens=max_tokens,
         model=args.model,
         timeout_s=args.timeout,
         connect_timeout_s=min(10.0, args.timeout),
@@ -272,6 +302,7 @@ def parse(argv: Sequence[str]) -> RunPlan:
         extra_headers=_headers(args.header),
         web=args.web,
         web_port=args.web_port,
+        traffic=traffic.traffic,
     )
     return RunPlan(
         run_dir=run_dir,
@@ -279,7 +310,13 @@ def parse(argv: Sequence[str]) -> RunPlan:
         load=load,
         targets=targets,
         buffered=set(args.buffered),
-        mock=MockSettings(args.ttft_ms, args.itl_ms, args.output_tokens, args.seed),
+        mock=MockSettings(
+            args.ttft_ms,
+            args.itl_ms,
+            args.output_tokens,
+            args.seed,
+            **traffic_cli.mock_load(args.scenario, users, args.max_concurrency, args.max_queue),
+        ),
         slo={"ttft_ms_p95": args.slo_ttft_p95_ms, "error_rate": args.slo_error_rate},
         calibration=_calibration(args.calibration),
         scrape_urls=_scrape_urls(args.scrape),

@@ -15,11 +15,12 @@ from urllib.parse import urlsplit
 import orjson
 
 from relaybench.errors import UsageError
+from relaybench.traffic.config import TrafficConfig
 
 KINDS = ("mock", "relay", "external")
 # Scenario names; their shapes over time are functions in ``loadtests.shapes``.
-CLOSED_LOOP = ("steady", "step", "peak", "spike", "soak")
-OPEN_LOOP = ("constant", "poisson")
+CLOSED_LOOP = ("steady", "step", "peak", "spike", "soak", "chat", "retry-storm")
+OPEN_LOOP = ("constant", "poisson", "trace")
 SCENARIOS = CLOSED_LOOP + OPEN_LOOP
 
 
@@ -93,6 +94,7 @@ class LoadConfig:
     web: bool = False
     web_port: int = 8089
     progress_interval_s: float = 2.0
+    traffic: TrafficConfig = field(default_factory=TrafficConfig)  # trace, chat, retry policy
 
     @property
     def distributed(self) -> bool:
@@ -115,6 +117,7 @@ class LoadConfig:
         raw: dict[str, Any] = orjson.loads(path.read_bytes())
         raw["target"] = Target(**raw["target"])
         raw["shape"] = ShapeParams(**raw["shape"])
+        raw["traffic"] = TrafficConfig.from_dict(raw.get("traffic") or {})
         if raw.get("max_tokens") is not None:
             raw["max_tokens"] = tuple(raw["max_tokens"])
         return cls(**raw)

@@ -1,0 +1,214 @@
+"""Trace replay, chat sessions and client retries inside the Locust process.
+
+The decisions are pure functions in ``relaybench.traffic``; this module keeps the per-process
+state the user (``loadtests.user``) needs to act on them:
+
+- ``TraceReplay`` — the run's trace schedule (built once, before time zero), this process's
+  exact share of it as absolute intended times, and each row's request: a prompt of the row's
+  input tokens, ``max_tokens`` = its output tokens. Rows of one session go to one process and
+  send the conversation so far (what was actually answered) before their new message.
+- ``ChatSessions`` — hands out session ids (process ``i`` of ``N`` runs sessions ``i, i+N, …``)
+  and runs one turn of a user's session per Locust task; the think time until the next turn is
+  the user's Locust wait, so stopping the run never waits behind a thinking user.
+- ``Attempts`` — the bookkeeping of one user request's attempts under the retry policy: each
+  attempt's status, error type, start and the wait before it, written into the one record.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import gevent
+
+from loadtests import schedule
+from relaybench.run.config import LoadConfig
+from relaybench.traffic import retry
+from relaybench.traffic.sessions import Session, content_chars, sized_messages, tokens_of
+
+if TYPE_CHECKING:
+    from loadtests.user import ChatUser
+
+ASKED_BIN_S = 10.0  # the asked rate each record carries: the schedule's arrivals per 10 s
+
+
+def request_body(
+    cfg: LoadConfig, messages: list[dict[str, Any]], max_tokens: int, *, stream: bool
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The chat completion body and the record's prompt-size fields."""
+    body: dict[str, Any] = {
+        "model": cfg.model,
+        "messages": messages,
+        "stream": stream,
+        "max_tokens": max_tokens,
+    }
+    if stream:
+        body["stream_options"] = {"include_usage": True}
+    chars = content_chars(messages)
+    return body, {"prompt_chars": chars, "prompt_tokens": tokens_of(chars)}
+
+
+@dataclass(frozen=True)
+class TraceRow:
+    row: int
+    input_tokens: int
+    output_tokens: int
+    session: str
+    key: str  # what the prompt text is cut by: unique per arrival, the same on every target
+
+
+class TraceReplay:
+    """This process's part of the trace schedule, and the request each row sends."""
+
+    def __init__(self, cfg: LoadConfig) -> None:
+        self.cfg = cfg
+        self.schedule = cfg.traffic.schedule(cfg.seed)  # before time zero: parsing takes ms
+        bins = self.schedule.per_bin(ASKED_BIN_S)
+        self.asked = (bins / ASKED_BIN_S).tolist()
+        self._history: dict[str, list[dict[str, Any]]] = {}
+        self._turns: dict[str, int] = {}
+
+    def arrivals(self, t0_ns: int, index: int) -> Iterator[tuple[int, float, TraceRow]]:
+        """``(intended_ns, asked rate, row)`` of process ``index``'s share, in time order,
+        up to the run's end."""
+        mine = self.schedule.share(index, self.cfg.generators)
+        end = self.cfg.shape.duration_s
+        seed = self.cfg.seed
+        sessions = mine.session.tolist() if mine.session is not None else None
+        last = len(self.asked) - 1
+        for i, offset in enumerate(mine.offset_s.tolist()):
+            if offset >= end:
+                return
+            row = int(mine.row[i])
+            yield (
+                schedule.intended_ns(t0_ns, offset),
+                self.asked[min(int(offset // ASKED_BIN_S), last)],
+                TraceRow(
+                    row=row,
+                    input_tokens=int(mine.input_tokens[i]),
+                    output_tokens=int(mine.output_tokens[i]),
+                    session=sessions[i] if sessions else "",
+                    key=f"trace:{seed}:{row}:{offset!r}",
+                ),
+            )
+
+    def request(self, r: TraceRow, *, stream: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The body for ``r`` and the record fields it adds."""
+        history = self._history.get(r.session) if r.session else None
+        messages = sized_messages(r.input_tokens, r.key, history)
+        body, fields = request_body(self.cfg, messages, r.output_tokens, stream=stream)
+        fields["trace_row"] = r.row
+        if r.session:
+            turn = self._turns.get(r.session, 0)
+            self._turns[r.session] = turn + 1
+            self._history[r.session] = messages  # until the answer arrives
+            fields.update(session=r.session, turn=turn)
+        return body, fields
+
+    def answered(self, r: TraceRow, body: dict[str, Any], answer: str) -> None:
+        """A session row's answer joins the conversation its next row sends."""
+        if r.session and answer:
+            self._history[r.session] = [
+                *body["messages"],
+                {"role": "assistant", "content": answer},
+            ]
+
+
+@dataclass
+class _ChatState:
+    session: Session
+    turn: int = 0
+    next_at: float | None = None  # perf_counter seconds: the next turn's send deadline
+
+
+class ChatSessions:
+    """Session ids for this process, and one turn per Locust task."""
+
+    def __init__(self, cfg: LoadConfig, index: int) -> None:
+        self.cfg = cfg
+        self.index = index
+        self._started = 0
+
+    def _new(self) -> Session:
+        sid = self.index + self.cfg.generators * self._started
+        self._started += 1
+        return Session(self.cfg.traffic.chat, self.cfg.seed, sid)
+
+    def turn(self, user: ChatUser) -> None:
+        state: _ChatState | None = getattr(user, "chat_state", None)
+        if state is None or state.turn >= len(state.session):
+            state = _ChatState(self._new())
+            user.chat_state = state
+        s, k = state.session, state.turn
+        turn = s.turns[k]
+        body, fields = request_body(
+            self.cfg, s.messages(k), turn.max_tokens, stream=user.ctx.target.stream
+        )
+        rec, answer = user.send(
+            user.ctx.next_seq(), body, turn.max_tokens, keep_text=True,
+            session=str(s.id), turn=k, **fields,
+        )  # fmt: skip
+        s.answered(k, answer)
+        state.turn += 1
+        state.next_at = None
+        if state.turn < len(s):
+            state.next_at = time.perf_counter() + s.think_s(state.turn, rec["output_tokens"])
+
+
+def think_left(user: ChatUser) -> float:
+    """Seconds until this user's next chat turn is due (0 outside chat sessions)."""
+    state: _ChatState | None = getattr(user, "chat_state", None)
+    if state is None or state.next_at is None:
+        return 0.0
+    return max(0.0, state.next_at - time.perf_counter())
+
+
+class Attempts:
+    """The attempts of one user request under ``policy``."""
+
+    def __init__(self, policy: retry.RetryPolicy, seed: int, index: int, seq: int, start_pc: int):
+        self.policy = policy
+        self._rng = retry.rng_for(seed, index, seq) if policy.enabled else None
+        self._start_pc = start_pc
+        self._attempt_pc = start_pc
+        self._wait_ms = 0.0
+        self.status: list[int] = []
+        self.errors: list[str] = []
+        self.starts: list[float] = []
+        self.waits: list[float] = []
+
+    def ended(self, rec: dict[str, Any], retry_after: str | None) -> float | None:
+        """The attempt that ``rec`` describes is over: seconds to wait before the next one, or
+        None (the user request ends with ``rec``, which then carries every attempt)."""
+        if self._rng is None:
+            return None
+        self.status.append(rec["status"] or 0)
+        self.errors.append(rec["error"] or "")
+        self.starts.append(round((self._attempt_pc - self._start_pc) / 1e6, 4))
+        self.waits.append(round(self._wait_ms, 4))
+        outcome = retry.Outcome(
+            rec["error"],
+            content=rec["content_chunks"] > 0,
+            retry_after_s=retry.parse_retry_after(retry_after, time.time()),
+        )
+        wait = retry.next_wait(self.policy, len(self.status), outcome, self._rng)
+        if wait is None:
+            rec.update(
+                attempts=len(self.status),
+                attempt_status=self.status,
+                attempt_error=self.errors,
+                attempt_start_ms=self.starts,
+                attempt_wait_ms=self.waits,
+            )
+        return wait
+
+    def wait(self, seconds: float) -> None:
+        """Sleep until the next attempt's deadline."""
+        deadline = time.perf_counter_ns() + math.ceil(seconds * 1e9)
+        while (left := deadline - time.perf_counter_ns()) > 0:
+            gevent.sleep(left / 1e9)
+        self._wait_ms = seconds * 1e3
+        self._attempt_pc = time.perf_counter_ns()
