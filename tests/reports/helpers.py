@@ -5,20 +5,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from relaybench.records import new_record
+
 T0 = 1_790_000_000_000_000_000
 
 
 def record(target: str = "direct", seq: int = 0, **fields) -> dict:
+    """A complete, stamped three-chunk answer (the contract's defaults for everything else)."""
     base = {
-        "target": target, "worker": "w1", "seq": seq, "stream": True, "users": 1, "step": None,
-        "rate": None, "intended_ns": None, "start_ns": T0 + seq * 1_000_000_000,
+        "worker": "w1", "stream": True, "users": 1, "start_ns": T0 + seq * 1_000_000_000,
         "headers_ms": 1.0, "ttft_ms": 100.0, "e2e_ms": 130.0, "chunks_ms": [100.0, 110.0, 130.0],
-        "lags_ms": [0.5, 0.25, 0.75], "status": 200, "ok": True, "error": None,
-        "error_detail": None, "output_tokens": 3, "usage_tokens": 3, "content_chunks": 3,
-        "max_tokens": 3,
+        "lags_ms": [0.5, 0.25, 0.75], "status": 200, "ok": True, "output_tokens": 3,
+        "usage_tokens": 3, "content_chunks": 3, "max_tokens": 3,
     }  # fmt: skip
-    base.update(fields)
-    return base
+    return new_record(target=target, seq=seq, **{**base, **fields})
 
 
 def write_records(run_dir: Path, records: list[dict], name: str = "direct.w1.jsonl") -> Path:
