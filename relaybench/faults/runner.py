@@ -73,7 +73,8 @@ async def run_suite(ctx: Context, results: list[Result], harness: bool, names: l
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        results.sort(key=lambda r: names.index(r.name) if r.name in names else len(names))
+        order = list(SCENARIOS)  # reported in the suite's own order, not the start order
+        results.sort(key=lambda r: order.index(r.name) if r.name in order else len(order))
 
 
 async def _run_one(ctx: Context, name: str, harness: bool) -> Result:

@@ -445,8 +445,12 @@ async def _judge_auth(ctx: Context, name: str, code: int) -> Result:
         problems.append("the upstream's error body reached the client")
     if len(echoed) > (UPSTREAM_BODY in echoed):
         problems.append("the relay's upstream key reached the client")
-    checked = "upstream body and key" if ctx.secrets else "upstream body"
-    detail = "; ".join(problems) if problems else f"checked: no {checked} in the answer"
+    checked = (
+        "neither the upstream's body nor the relay's key"
+        if ctx.secrets
+        else "not the upstream's body"
+    )
+    detail = "; ".join(problems) if problems else f"the answer holds {checked}"
     if seen.status == 401:
         detail += "; a 401 tells the client that its own key failed"
     return Result(name, FAIL if problems else PASS, value, detail, figures)
@@ -615,7 +619,12 @@ async def _judge_cancel(ctx: Context, name: str, stream: bool) -> Result:
         on_event=count,
     )
     if seen.end != "left" or seen.left_ns is None:
-        return Result(name, FAIL, seen.describe(), "the request ended before the client left")
+        why = (
+            f"no 3 chunks within {ctx.max_hang_s:g} s to leave after"
+            if seen.end == "timeout"
+            else "the request ended before the client left"
+        )
+        return Result(name, FAIL, seen.describe(), why)
     found = await ctx.log.settled(request_id, CANCEL_WATCH_S)
     if not found:
         return Result(name, FAIL, "the request never reached the mock", "")
