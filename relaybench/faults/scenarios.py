@@ -11,9 +11,9 @@ the measured value. ``figures`` carries the numbers the headline totals are made
     duplicated           content the client got twice because the relay re-sent after bytes
     cancel_ms            the client left -> the mock saw its upstream request end
 
-A relay that needs the harness's own upstreams (a closed port, the scripted wire upstream) can
-only be scored that way when the harness started it; for external targets those scenarios are
-INFO, skipped.
+Scenarios that need an upstream of the harness's own (a closed port, the scripted wire
+upstream) run only when the harness started the relay; for external targets they are INFO,
+skipped.
 """
 
 from __future__ import annotations
@@ -207,7 +207,7 @@ def _what_stream_got(seen: Seen) -> str:
     elif seen.end == "cut":
         how = "connection cut"
     elif seen.end == "timeout":
-        how = f"nothing more for {seen.ended_s:.1f} s (the client gave up)"
+        how = f"nothing more until the client gave up at {seen.ended_s:.1f} s"
     elif seen.done:
         how = "[DONE]: it looked complete"
     else:
