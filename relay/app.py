@@ -46,11 +46,12 @@ from relay.errors import (
 )
 from relay.errors import send_error as send_json_error
 from relay.exchange import Exchange, watch_disconnect
+from relay.h1client import H1Response
 from relay.keys import KeyStore, Plan
 from relay.metrics import Metrics
 from relay.ratelimit import MemoryBackend, RateLimiter, RedisBackend, StreamSlots
 from relay.streaming import StreamFilter
-from relay.upstream import Upstream, UpstreamResponse
+from relay.upstream import Upstream
 from relay.validation import check_chat, parse_json, read_body
 from relaybench.asgi import ClientDisconnected
 from relaybench.errors import UsageError
@@ -203,7 +204,7 @@ class Relay:
         self.exchanges.add(exchange)
         self.metrics.active_streams += 1
         started = [False]  # the client has the response start: errors become SSE lines
-        response: UpstreamResponse | None = None
+        response: H1Response | None = None
         try:
             try:
                 response, sent_at = await self.upstream.open(body, headers, exchange, fields)
@@ -262,7 +263,7 @@ class Relay:
     async def _stream(
         self,
         send: Send,
-        response: UpstreamResponse,
+        response: H1Response,
         exchange: Exchange,
         sent_at: float,
         strip_usage: bool,
@@ -357,7 +358,7 @@ class Relay:
     async def _complete(
         self,
         send: Send,
-        response: UpstreamResponse,
+        response: H1Response,
         exchange: Exchange,
         sent_at: float,
         extra: list[tuple[bytes, bytes]],

@@ -31,6 +31,7 @@ class RelayConfig:
     port: int = 8080
     upstream_url: str = "http://127.0.0.1:8000"
     upstream_api_key: str = ""
+    upstream_ca_file: Path | None = None  # https upstreams: trust this CA file, not the system's
     keys_file: Path | None = None
     jwt_secret: str = ""
     redis_url: str = ""
@@ -90,6 +91,7 @@ OPTIONS: list[tuple[str, str, Callable[[str], Any], str, str]] = [
     ("--port", "port", port, "8080", "port to listen on (0: OS-chosen)"),
     ("--upstream-url", "upstream_url", _url, "http://127.0.0.1:8000", "OpenAI-compatible base"),
     ("--upstream-api-key", "upstream_api_key", str, "", "provider key sent upstream"),
+    ("--upstream-ca-file", "upstream_ca_file", Path, "", "CA file for an https upstream"),
     ("--keys-file", "keys_file", Path, "", "JSON keys file (hashes + plans)"),
     ("--jwt-secret", "jwt_secret", str, "", "HS256 secret for client JWTs"),
     ("--redis-url", "redis_url", str, "", "shared rate limits (unset: in-memory)"),
@@ -153,7 +155,7 @@ def parse_config(argv: Sequence[str], env: Mapping[str, str]) -> RelayConfig:
             source = env_name(flag)
         if raw is None:
             raw, source = default, f"default of {flag}"
-        if dest == "keys_file" and raw == "":
+        if dest in ("keys_file", "upstream_ca_file") and raw == "":
             values[dest] = None
             continue
         try:

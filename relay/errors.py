@@ -11,6 +11,7 @@
     ├── Unavailable              503     server_error           draining, rate limiter down
     └── UpstreamError            502     upstream_error         anything the upstream did wrong
         ├── UpstreamConnectError 502                            could not connect (retryable)
+        │   └── UpstreamTLSError 502                            certificate refused (not retried)
         ├── UpstreamTimeout      504                            connect / first token / idle gap
         ├── UpstreamStatus       429/502/503/4xx                non-200 answer (see from_status)
         ├── UpstreamPoolFull     503                            no pool connection in time
@@ -30,6 +31,8 @@ import time
 import httpx
 import orjson
 from starlette.types import Send
+
+from relay.h1client import TLSError
 
 # Upstream statuses worth another attempt (only ever before the client saw a byte).
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
@@ -135,6 +138,11 @@ class UpstreamConnectError(UpstreamError):
     retryable = True
 
 
+class UpstreamTLSError(UpstreamConnectError):
+    code = "upstream_tls_error"
+    retryable = False
+
+
 class UpstreamTimeout(UpstreamError):
     status = 504
     code = "upstream_timeout"
@@ -185,6 +193,8 @@ def from_transport(exc: httpx.TransportError) -> UpstreamError:
         return UpstreamPoolFull("the relay's upstream connection pool is exhausted")
     if isinstance(exc, httpx.TimeoutException):
         return UpstreamTimeout("the upstream timed out")
+    if isinstance(exc, TLSError):
+        return UpstreamTLSError("the upstream's TLS certificate was not accepted")
     if isinstance(exc, httpx.ConnectError):
         return UpstreamConnectError("could not connect to the upstream")
     return UpstreamBroken(f"the upstream connection failed ({type(exc).__name__})")

@@ -1,4 +1,4 @@
-"""A small HTTP/1.1 client for plain-``http`` upstreams: an asyncio Protocol and httptools' parser.
+"""The relay's upstream HTTP/1.1 client: an asyncio Protocol and httptools' parser, over TCP or TLS.
 
 Why not httpx here: profiled at 100 concurrent streams, httpx -> httpcore -> h11 was about 40%
 of the relay's CPU (h11 parses chunked encoding in pure Python, several generator layers wrap
@@ -7,12 +7,14 @@ httptools (llhttp, in C, already installed with uvicorn) inside ``data_received`
 bytes of one socket read are handed to the reader at once, with a single future wake-up.
 
 It does only what the relay needs: ``POST``-style requests with a whole body, a streamed
-response, keep-alive connections to one origin with explicit limits (``max_connections``,
-``max_keepalive``, ``keepalive_expiry``) and connect, write and pool timeouts. There is no read
-timeout: the relay's ``Exchange`` watches first-token and idle gaps. Failures are raised as
-httpx's exceptions (``ConnectError``, ``ConnectTimeout``, ``PoolTimeout``, ``WriteTimeout``,
-``ReadError``, ``RemoteProtocolError``), so ``relay.errors.from_transport`` stays the one place
-that turns them into outcomes, whichever client carried the request.
+response, keep-alive connections to one origin (``http://`` or ``https://``) with explicit
+limits (``max_connections``, ``max_keepalive``, ``keepalive_expiry``) and connect, write and
+pool timeouts. ``https://`` uses the standard ``ssl`` module through the event loop: the chain
+is verified (the system's trust store, or the given context's CA file), with SNI and the
+hostname checked. There is no read timeout: the relay's ``Exchange`` watches first-token and
+idle gaps. Failures are raised as httpx's exceptions (``ConnectError`` and its ``TLSError``,
+``ConnectTimeout``, ``PoolTimeout``, ``WriteTimeout``, ``ReadError``, ``RemoteProtocolError``),
+so ``relay.errors.from_transport`` stays the one place that turns them into outcomes.
 
 A response that was not read to its end is never reused: ``aclose`` closes its connection, which
 is also how the upstream learns that the client went away.
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from collections import deque
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
@@ -32,6 +35,11 @@ import httpx
 # Unread body bytes above which the upstream socket stops being read (a slow client then
 # slows the upstream through TCP, instead of growing the relay's memory).
 READ_HIGH_WATER = 256 * 1024
+
+
+class TLSError(httpx.ConnectError):
+    """The upstream's TLS handshake failed: its certificate was not trusted, or named another
+    host. Another attempt would fail the same way."""
 
 
 class _Connection(asyncio.Protocol):
@@ -194,7 +202,11 @@ class H1Response:
 
 
 class H1Pool:
-    """Keep-alive connections to one ``http://host:port`` origin."""
+    """Keep-alive connections to one ``http://`` or ``https://`` origin.
+
+    ``ssl_context`` is for ``https://`` only; by default ``ssl.create_default_context()``
+    (the system's trust store, hostname checked).
+    """
 
     def __init__(
         self,
@@ -206,12 +218,18 @@ class H1Pool:
         connect_timeout: float,
         write_timeout: float,
         pool_timeout: float,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         parts = urlsplit(base_url)
-        if parts.scheme != "http" or not parts.hostname:
-            raise ValueError(f"H1Pool needs an http://host[:port] URL, got {base_url!r}")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"H1Pool needs an http(s)://host[:port] URL, got {base_url!r}")
+        if parts.scheme == "http" and ssl_context is not None:
+            raise ValueError(f"an ssl_context was given for a plain http URL: {base_url!r}")
         self.host = parts.hostname
-        self.port = parts.port or 80
+        self.tls = (
+            (ssl_context or ssl.create_default_context()) if parts.scheme == "https" else None
+        )
+        self.port = parts.port or (443 if self.tls else 80)
         self.host_header = parts.netloc.encode("ascii")
         self.max_connections = max_connections
         self.max_keepalive = max_keepalive
@@ -325,11 +343,16 @@ class H1Pool:
         return conn, False
 
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> _Connection:
+        tls = {} if self.tls is None else {"ssl": self.tls, "server_hostname": self.host}
         try:
             async with asyncio.timeout(self.connect_timeout):
-                transport, conn = await loop.create_connection(_Connection, self.host, self.port)
+                transport, conn = await loop.create_connection(
+                    _Connection, self.host, self.port, **tls
+                )
         except TimeoutError:
             raise httpx.ConnectTimeout(f"timed out connecting to {self.host}:{self.port}") from None
+        except ssl.SSLError as exc:  # before OSError: it is one
+            raise TLSError(f"TLS with {self.host}:{self.port} failed: {exc}") from exc
         except OSError as exc:
             raise httpx.ConnectError(str(exc)) from exc
         sock = transport.get_extra_info("socket")

@@ -53,8 +53,7 @@ class StreamFilter:
                 if buf[start] == _LF:
                     dropped.append((start, start + 1))
             if self._check(buf, start, end, plain):
-                # A leading LF is the end of the previous block's CRLF (its CR ended a read).
-                dropped.append((start + (buf[start] == _LF), end))
+                dropped.append((start, end))
                 self._drop_lf = buf[end - 1] == 0x0D
             start = end
         last = ends[-1]

@@ -72,7 +72,7 @@ class SSEDecoder:
         self.last_event_id: str | None = None
         self.comments = 0  # comment lines seen (keep-alives, for instance)
         # ``scan`` state: the bytes of the block under way, and how many of them are no line
-        # content (a BOM, or the LF of a CRLF whose CR ended the previous block).
+        # content (a BOM at the start of the stream).
         self._held = b""
         self._lead = 0
         self._scan_cr = False  # the last block ended with a CR at the end of a read
@@ -95,9 +95,11 @@ class SSEDecoder:
         held = self._held
         buf = held + chunk if held else chunk
         lead = self._lead
-        if self._scan_cr:  # a CR ended the last block at the end of a read
+        ends: list[int] = []
+        if self._scan_cr:  # a CR ended the last block at the end of a read (nothing is held)
             self._scan_cr = False
-            if buf[:1] == b"\n":
+            if buf[:1] == b"\n":  # the rest of that CRLF: a block of its own, sent at once
+                ends.append(1)
                 lead = 1
         if not self._scan_started:
             if len(buf) < 3 and _BOM.startswith(buf):
@@ -107,9 +109,8 @@ class SSEDecoder:
             if buf.startswith(_BOM):
                 lead = 3
         if b"\r" in buf:
-            ends = self._scan_any(buf, lead)
+            ends += self._scan_any(buf, lead)
         else:  # the common case: LF only, found at C speed
-            ends = []
             pos = lead
             if len(held) <= lead:  # at a block's start: blank lines there are blocks
                 while buf.startswith(b"\n", pos):
