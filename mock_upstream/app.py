@@ -18,7 +18,8 @@ from starlette.routing import Route
 
 from mock_upstream.completions import Completions
 from mock_upstream.config import MockConfig
-from mock_upstream.errors import BadRequest
+from mock_upstream.errors import ApiError, BadRequest
+from mock_upstream.peers import PeerError, merge_requests, merge_stats
 from mock_upstream.state import MockState
 
 
@@ -53,8 +54,20 @@ def build_app(config: MockConfig, state: MockState | None = None) -> MockApp:
         model = {"id": config.model, "object": "model", "created": 0, "owned_by": "relaybench"}
         return JSONResponse({"object": "list", "data": [model]})
 
+    async def everyone(op: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every worker's answer to ``op`` (just this one's without ``--workers``)."""
+        own = state.answer(op)
+        if state.peers is None:
+            return [own]
+        try:
+            return await state.peers.ask_all(op, own)
+        except PeerError as exc:
+            raise ApiError(503, str(exc), type_="server_error", code="worker_unavailable") from None
+
     async def stats(request: Request) -> Response:
-        return JSONResponse(state.snapshot())
+        if state.peers is None:
+            return JSONResponse(state.snapshot())
+        return JSONResponse(merge_stats(await everyone({"op": "stats"})))
 
     async def requests(request: Request) -> Response:
         query = request.query_params
@@ -64,14 +77,14 @@ def build_app(config: MockConfig, state: MockState | None = None) -> MockApp:
         since_text = query.get("since", "0")
         if not since_text.isascii() or not since_text.isdigit():
             raise _query_error(f"'since' must be a non-negative integer, got {since_text!r}")
-        entries = state.history.select(id_=query.get("id"), since=int(since_text))
-        return Response(
-            orjson.dumps({"requests": [e.as_dict() for e in entries]}),
-            media_type="application/json",
-        )
+        op = {"op": "requests", "id": query.get("id"), "since": int(since_text)}
+        entries = merge_requests(await everyone(op))
+        return Response(orjson.dumps({"requests": entries}), media_type="application/json")
 
     async def reset(request: Request) -> Response:
-        state.reset()
+        await everyone({"op": "reset"})
+        if state.peers is not None:
+            state.peers.counter.reset()
         return JSONResponse({"reset": True})
 
     async def http_error(request: Request, exc: Exception) -> Response:
@@ -88,7 +101,7 @@ def build_app(config: MockConfig, state: MockState | None = None) -> MockApp:
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
     async def api_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, BadRequest)
+        assert isinstance(exc, ApiError)
         return Response(exc.body(), status_code=exc.status, media_type="application/json")
 
     routes = [
@@ -102,6 +115,6 @@ def build_app(config: MockConfig, state: MockState | None = None) -> MockApp:
     ]
     app = Starlette(
         routes=routes,
-        exception_handlers={HTTPException: http_error, BadRequest: api_error},
+        exception_handlers={HTTPException: http_error, ApiError: api_error},
     )
     return MockApp(app, {"/v1/chat/completions": chat, "/v1/completions": legacy})

@@ -3,13 +3,21 @@
 Start-up is ``relaybench.serve``: one stdout line ``listening on http://H:P`` with the real port
 (``--port 0`` works); SIGINT/SIGTERM stop the server: open streams get ``--shutdown-grace-s`` to
 finish, then their connections are closed; exit 0.
+
+``--workers N`` runs N processes on one port (SO_REUSEPORT), copies of this command started by
+``relaybench.serve``; ``mock_upstream.peers`` makes their stats and request logs one.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import dataclasses
+import itertools
 import logging
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 
 import relaybench.serve
@@ -18,6 +26,7 @@ from mock_upstream.config import MockConfig
 from mock_upstream.errors import ConnectionCut
 from mock_upstream.faults import VALID_RATE_KINDS, FaultSyntaxError, parse_rate
 from mock_upstream.latency import DISTRIBUTIONS, Distribution
+from mock_upstream.state import MockState
 from mock_upstream.wire import MockProtocol
 from relaybench.cliargs import (
     Parser,
@@ -45,6 +54,16 @@ def build_parser() -> Parser:
     g.add_argument("--port", type=port, default=8001, help="0: the OS chooses")
     g.add_argument("--model", default="mock-gpt", help="model id when a request names none")
     g.add_argument("--seed", type=int, default=0, help="base seed of every random draw")
+    g.add_argument(
+        "--workers",
+        type=positive_int,
+        default=1,
+        help="processes sharing the port (SO_REUSEPORT); /mock/stats, /mock/requests and "
+        "/mock/reset answer for all of them",
+    )
+    # set by the first process on the copies it starts (mock_upstream.peers)
+    g.add_argument("--peer-dir", default=None, help=argparse.SUPPRESS)
+    g.add_argument("--worker-index", type=non_negative_int, default=0, help=argparse.SUPPRESS)
     g.add_argument(
         "--shutdown-grace-s",
         type=non_negative_float,
@@ -165,6 +184,9 @@ def config_from_args(args: argparse.Namespace) -> MockConfig:
         keepalive_ms=args.keepalive_ms,
         fault_rates=rates,
         shutdown_grace_s=args.shutdown_grace_s,
+        workers=args.workers,
+        peer_dir=args.peer_dir,
+        worker_index=args.worker_index,
     )
 
 
@@ -175,19 +197,48 @@ class _QuietCuts(logging.Filter):
         return not (record.exc_info and isinstance(record.exc_info[1], ConnectionCut))
 
 
-def serve(config: MockConfig) -> int:
+def serve(config: MockConfig, argv: Sequence[str] = ()) -> int:
+    """Serve ``config``; with ``--workers N`` also start the N-1 copies (``argv`` + their place)."""
     logging.getLogger("uvicorn.error").addFilter(_QuietCuts())
+    first = config.workers > 1 and config.peer_dir is None
+    if first:
+        config = dataclasses.replace(config, peer_dir=tempfile.mkdtemp(prefix="relaybench-mock-"))
+    copies = itertools.count(1)
+
+    def worker_argv(port: int) -> list[str]:
+        place = ["--peer-dir", str(config.peer_dir), "--worker-index", str(next(copies))]
+        return ["-m", "mock_upstream", *argv, "--port", str(port), *place]
+
+    def service() -> relaybench.serve.Service:  # built inside the event loop
+        state = MockState(config)
+        app = build_app(config, state)
+        if state.peers is None:
+            return relaybench.serve.Service(app)
+        listening = asyncio.ensure_future(state.peers.listen(state.answer))
+
+        async def aclose() -> None:
+            (await listening).close()
+
+        return relaybench.serve.Service(app, aclose=aclose)
+
     options = ServeOptions(
         host=config.host,
         port=config.port,
+        workers=config.workers if first else 1,
+        reuse_port=config.workers > 1,
+        worker_argv=worker_argv,
         grace_s=config.shutdown_grace_s,
         proxy_headers=False,  # nothing to trust on loopback; saves a wrapper on every send
         http_protocol=MockProtocol,  # puts the socket in the scope: chunks are written directly
         name="mock",
     )
-    return relaybench.serve.serve(build_app(config), options)
+    try:
+        return relaybench.serve.serve(service, options, factory=True)
+    finally:
+        if first:
+            shutil.rmtree(str(config.peer_dir), ignore_errors=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    return serve(config_from_args(args))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return serve(config_from_args(build_parser().parse_args(argv)), argv)

@@ -135,6 +135,8 @@ class Completions:
         self.state = state
         self.chat = chat
         self.prefix = "chatcmpl-mock" if chat else "cmpl-mock"
+        if state.config.workers > 1:  # ids stay unique across the workers' own sequences
+            self.prefix += f"-w{state.config.worker_index}-"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         arrived_ns = time.time_ns()

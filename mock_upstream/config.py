@@ -32,3 +32,8 @@ class MockConfig:
     keepalive_ms: float = 0.0  # 0: no keep-alive comments
     fault_rates: tuple[FaultRate, ...] = ()
     shutdown_grace_s: float = 3.0
+    workers: int = 1  # processes sharing the port
+    peer_dir: str | None = (
+        None  # with workers > 1: where they find each other (mock_upstream.peers)
+    )
+    worker_index: int = 0

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 ENDS = ("in_progress", "completed", "cancelled", "faulted", "error")
 DEFAULT_SIZE = 10_000
@@ -83,15 +83,23 @@ _FIELDS = (
 
 
 class History:
-    """The last ``size`` requests in arrival order; ``n`` counts from 1 since start or reset."""
+    """The last ``size`` requests in arrival order; ``n`` counts from 1 since start or reset.
 
-    def __init__(self, size: int = DEFAULT_SIZE) -> None:
+    ``next_n``: where ``n`` comes from when several workers share one count (their owner resets
+    it); by default this log counts by itself.
+    """
+
+    def __init__(self, size: int = DEFAULT_SIZE, next_n: Callable[[], int] | None = None) -> None:
         self.entries: deque[Entry] = deque(maxlen=size)
         self._n = 0
+        self._next_n = next_n or self._count
+
+    def _count(self) -> int:
+        self._n += 1
+        return self._n
 
     def open(self, arrived_ns: int, request_id: str | None) -> Entry:
-        self._n += 1
-        entry = Entry(self._n, arrived_ns, request_id)
+        entry = Entry(self._next_n(), arrived_ns, request_id)
         self.entries.append(entry)
         return entry
 

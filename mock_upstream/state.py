@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from mock_upstream.config import MockConfig
 from mock_upstream.emitter import Emitter
 from mock_upstream.history import History
 from mock_upstream.load import Admission
+from mock_upstream.peers import Peers
 from mock_upstream.stats import Stats
 
 
@@ -15,7 +17,12 @@ class MockState:
     def __init__(self, config: MockConfig) -> None:
         self.config = config
         self.stats = Stats()
-        self.history = History()
+        self.peers: Peers | None = None
+        if config.workers > 1 and config.peer_dir is not None:
+            self.peers = Peers(config.peer_dir, config.worker_index, config.workers)
+            self.history = History(next_n=self.peers.counter.next)
+        else:
+            self.history = History()
         self.admission = Admission(config.max_concurrency, config.max_queue)
         self._seq = 0
         self._emitter: Emitter | None = None
@@ -43,3 +50,15 @@ class MockState:
         return self.stats.snapshot(
             queued=self.admission.queued, active_requests=self.admission.active
         )
+
+    def answer(self, op: dict[str, Any]) -> dict[str, Any]:
+        """This worker's part of an aggregated answer (``mock_upstream.peers``)."""
+        if op["op"] == "stats":
+            return {"snapshot": self.snapshot(), "lateness": self.stats.lateness.raw()}
+        if op["op"] == "requests":
+            entries = self.history.select(id_=op.get("id"), since=op.get("since", 0))
+            return {"requests": [e.as_dict() for e in entries]}
+        if op["op"] == "reset":
+            self.reset()
+            return {"reset": True}
+        raise ValueError(f"unknown peer op {op['op']!r}")

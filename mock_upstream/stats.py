@@ -48,6 +48,22 @@ class Lateness:
         if late_s < self.min:
             self.min = late_s
 
+    def raw(self) -> dict[str, object]:
+        """The histogram as JSON-able data (non-empty bins only), for ``merge`` elsewhere."""
+        raw: dict[str, object] = {"bins": [[i, n] for i, n in enumerate(self.bins) if n]}
+        if self.count:
+            raw.update(count=self.count, min=self.min, max=self.max)
+        return raw
+
+    def merge(self, raw: dict[str, object]) -> None:
+        """Add another histogram's ``raw()`` (another worker's) to this one."""
+        for i, n in raw["bins"]:  # type: ignore[attr-defined]
+            self.bins[i] += n
+        if raw.get("count"):
+            self.count += raw["count"]  # type: ignore[operator]
+            self.min = min(self.min, raw["min"])  # type: ignore[type-var]
+            self.max = max(self.max, raw["max"])  # type: ignore[type-var]
+
     def quantile(self, q: float) -> float:
         target = q * self.count
         seen = 0
