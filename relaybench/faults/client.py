@@ -175,7 +175,10 @@ class Seen:
             what += f" {_code(body)!r}" if isinstance(body, dict) and "error" in body else ""
             if not isinstance(body, dict):
                 what += f" body {bytes(self.body[:60])!r}"
-        return f"{what}; ended {self.end}"
+        return what if self.end == "complete" else f"{what}; {_ENDS.get(self.end, self.end)}"
+
+
+_ENDS = {"cut": "connection cut", "timeout": "the client gave up", "left": "the client left"}
 
 
 def _is_object(data: str) -> bool:
