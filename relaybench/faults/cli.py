@@ -177,7 +177,11 @@ def main(argv: Sequence[str]) -> int:
         try:
             names = runner.suite_order(args.scenarios)
             harness = bool(servers.relays)
-            asyncio.run(runner.run(ctx, results, harness=harness, load=load, names=names))
+            asyncio.run(
+                runner.run(
+                    ctx, results, harness=harness, load=load, names=names, announce=_announce
+                )
+            )
         except KeyboardInterrupt:
             run["interrupted"] = True
         except AuthRequired as exc:
@@ -217,6 +221,10 @@ def _context(
         wire_server=servers.wire,
         secrets=(servers.canary,) if relays else (),
     )
+
+
+def _announce(text: str) -> None:
+    print(text, flush=True)
 
 
 def _print(doc: dict[str, Any], out: Path) -> None:

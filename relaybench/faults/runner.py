@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,9 +57,17 @@ def suite_order(only: Sequence[str] = ()) -> list[str]:
     return [n for n in names if not only or n in only or n == "clean_stream"]
 
 
-async def run_suite(ctx: Context, results: list[Result], harness: bool, names: list[str]) -> None:
+async def run_suite(
+    ctx: Context,
+    results: list[Result],
+    harness: bool,
+    names: list[str],
+    announce: Callable[[str], None],
+) -> None:
     """Run the ``names`` scenarios into ``results`` (in suite order once done)."""
-    results.append(await _run_one(ctx, "clean_stream", harness))
+    clean = await _run_one(ctx, "clean_stream", harness)
+    results.append(clean)
+    announce(f"clean stream {clean.verdict}; {len(names) - 1} more, {PARALLEL} at a time")
     gate = asyncio.Semaphore(PARALLEL)
 
     async def limited(name: str) -> None:
@@ -161,6 +169,7 @@ async def run(
     harness: bool,
     load: Background | None,
     names: list[str],
+    announce: Callable[[str], None],
 ) -> None:
     """The whole run: the wire upstream served, the optional load, the suite."""
     if ctx.wire_server is not None:
@@ -168,7 +177,7 @@ async def run(
     try:
         if load is not None:
             load.start()
-        await run_suite(ctx, results, harness, names)
+        await run_suite(ctx, results, harness, names, announce)
     except BaseException:  # Ctrl-C or a failed set-up: do not wait for the load to finish
         if load is not None:
             await load.stop(graceful=False)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import orjson
@@ -122,8 +121,8 @@ def test_ctrl_c_writes_a_partial_scorecard_and_stops_the_servers(tmp_path: Path)
         assert "bundled relay" in proc.stdout.readline()  # servers up, the suite starting
         servers = psutil.Process(proc.pid).children(recursive=True)
         assert len(servers) == 4  # the mock and three relays
-        time.sleep(2.0)  # the clean stream is done; the hang scenario (5 s) is not
-        proc.send_signal(signal.SIGINT)
+        assert "clean stream PASS" in proc.stdout.readline()  # the rest is running now
+        proc.send_signal(signal.SIGINT)  # well before the hang scenario's 5 s are over
         assert proc.wait(30) == 130
     finally:
         if proc.poll() is None:
