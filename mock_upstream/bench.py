@@ -1,20 +1,26 @@
-"""``make bench-mock``: how many chunks per second one mock process emits, and how on time.
+"""``make bench-mock``: how many chunks per second the mock emits, how on time, at what CPU cost.
 
-Starts the mock as a subprocess with a short inter-token latency, holds 100, 500 and 1000
-concurrent streams open against it, and for each level prints: content chunks per second, the
-mock's emission lateness p50/p99/max (from ``/mock/stats``, reset after a warm-up), the mock's
-CPU % and CPU µs per chunk (1e6 / that = chunks/s one core could carry), the share of time it
-waited for a CPU while runnable and its involuntary context switches per second (how much the
-machine, not the mock, delayed it), RSS per stream, and this client's CPU % (near 100 % means
-the client was the limit).
+Two clients drive the mock in turn, both counting on the mock's own figures (``/mock/stats``,
+reset after a warm-up) and on its processes' CPU time:
 
-The client is deliberately lean and polite: non-blocking sockets sending one pre-built HTTP/1.1
-request each, drained by one ``epoll`` poll per 10 ms tick, counting content chunks in the raw
-bytes (no HTTP library, no JSON). Polling on a tick rather than blocking on the sockets matters
-on a small machine: a reader blocked in ``epoll_wait`` is woken by every chunk the mock writes and
-preempts it, so the benchmark would measure the ping-pong, not the mock.
+- ``lazy``: deliberately lean and polite, non-blocking sockets sending one pre-built HTTP/1.1
+  request each, drained by one ``epoll`` poll per 10 ms tick, counting content chunks in the raw
+  bytes (no HTTP library, no JSON). A reader blocked in ``epoll_wait`` is woken by every chunk
+  the mock writes and preempts it on a small machine; the tick avoids that, so this row measures
+  the mock's own cost.
+- ``eager``: ``wrk`` (C, one thread, epoll) with a Lua request body, reading every chunk the
+  moment it arrives, as browsers and Locust do. Each write then wakes a reader, which costs the
+  mock more per chunk; this is the figure the issue's targets are about.
 
-The whole run takes about 40 s. The figures are indicative: on a shared machine other processes
+Every row prints content chunks per second, emission lateness p50/p99/max, the mock's CPU % and
+CPU µs per chunk (1e6 / that = chunks/s one core could carry), the share of time it waited for a
+CPU while runnable and its involuntary context switches per second (how much the machine, not
+the mock, delayed it), RSS per stream, the client's CPU %, and the targets (issue 16: at most
+25 µs per chunk, i.e. 40,000 chunks/s on one core; lateness p99 <= 2 ms at 20,000 chunks/s;
+``--workers 2`` carrying >= 1.7x one worker) as met, missed or n/a. The last eager rows run the
+same offered load on one worker and on ``--workers 2`` (CPU summed over the workers).
+
+The whole run takes about 90 s. The figures are indicative: on a shared machine other processes
 take CPU too; ``cpus`` and the load average are printed with them.
 """
 
@@ -22,11 +28,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import select
+import shutil
 import socket
+import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import httpx
 import orjson
@@ -107,6 +117,12 @@ class _Client:
         self.poller.close()
 
 
+TARGET_US_PER_CHUNK = 25.0  # = 40,000 chunks/s on one core
+TARGET_LATE_P99_MS = 2.0
+TARGET_LATE_AT = 20_000  # chunks/s offered for the lateness target (judged within 10 %)
+TARGET_WORKERS_RATIO = 1.7
+
+
 def _runq_wait_s(pid: int) -> float:
     """Seconds the process spent runnable but waiting for a CPU (Linux schedstat; 0 if absent)."""
     try:
@@ -116,118 +132,244 @@ def _runq_wait_s(pid: int) -> float:
         return 0.0
 
 
-def _level(
+class _Mock:
+    """The mock's processes (the first and its worker copies), their figures summed."""
+
+    def __init__(self, server: ServerProcess) -> None:
+        assert server.pid is not None
+        self.server = server
+        first = psutil.Process(server.pid)
+        self.procs = [first, *first.children()]
+
+    def cpu(self) -> float:
+        return sum(sum(p.cpu_times()[:2]) for p in self.procs)
+
+    def switches(self) -> int:
+        return sum(p.num_ctx_switches().involuntary for p in self.procs)
+
+    def waited(self) -> float:
+        return sum(_runq_wait_s(p.pid) for p in self.procs)
+
+    def rss(self) -> int:
+        return sum(p.memory_info().rss for p in self.procs)
+
+
+def _window(
     client: httpx.Client,
     url: str,
-    streams: int,
-    warmup: float,
+    mock: _Mock,
     duration: float,
-    mock: psutil.Process,
+    run: Callable[[float], None],
+    client_cpu: Callable[[], float],
 ) -> dict[str, float]:
-    host, _, port = url.removeprefix("http://").rpartition(":")
-    conns = _Client(host, int(port))
-    rss_before = mock.memory_info().rss
-    begin = time.monotonic()
-    try:
-        for i in range(streams):  # spread over half the warm-up so deadlines do not coincide
-            conns.run_until(begin + (warmup / 2) * i / streams)
-            conns.open_one()
-        conns.run_until(begin + warmup)
-        client.post(url + "/mock/reset")
-        chunks0 = conns.chunks
-        mock_cpu0 = sum(mock.cpu_times()[:2])
-        switches0 = mock.num_ctx_switches().involuntary
-        waited0 = _runq_wait_s(mock.pid)
-        own_cpu0 = time.process_time()
-        t0 = time.monotonic()
-        conns.run_until(t0 + duration)
-        elapsed = time.monotonic() - t0
-        counted = conns.chunks - chunks0
-        mock_cpu = sum(mock.cpu_times()[:2]) - mock_cpu0
-        switches = mock.num_ctx_switches().involuntary - switches0
-        waited = _runq_wait_s(mock.pid) - waited0
-        own_cpu = time.process_time() - own_cpu0
-        stats = client.get(url + "/mock/stats").json()
-        rss = mock.memory_info().rss
-    finally:
-        conns.close()
-    for _ in range(200):  # let the mock notice the disconnects before the next level
-        if client.get(url + "/mock/stats").json()["active_streams"] == 0:
-            break
-        time.sleep(0.02)
+    """Reset the mock's stats, let ``run(until)`` drive it for ``duration``, and measure."""
+    client.post(url + "/mock/reset")
+    mock_cpu0, switches0, waited0 = mock.cpu(), mock.switches(), mock.waited()
+    own_cpu0 = client_cpu()
+    t0 = time.monotonic()
+    run(t0 + duration)
+    elapsed = time.monotonic() - t0
+    stats = client.get(url + "/mock/stats").json()
+    mock_cpu = mock.cpu() - mock_cpu0
     late = stats["lateness_ms"]
     return {
-        "streams": streams,
         "chunks_per_s": stats["chunks"] / elapsed,
-        "client_chunks_per_s": counted / elapsed,
         "late_p50": late["p50"],
         "late_p99": late["p99"],
         "late_max": late["max"],
         "late_min": late["min"],
         "mock_cpu": 100 * mock_cpu / elapsed,
         "us_per_chunk": 1e6 * mock_cpu / max(1, stats["chunks"]),
-        "preempt_per_s": switches / elapsed,
-        "runq_wait": 100 * waited / elapsed,
-        "rss_kib_per_stream": max(0, rss - rss_before) / 1024 / streams,
-        "rss_mib": rss / 2**20,
-        "client_cpu": 100 * own_cpu / elapsed,
+        "preempt_per_s": (mock.switches() - switches0) / elapsed,
+        "runq_wait": 100 * (mock.waited() - waited0) / elapsed,
+        "client_cpu": 100 * (client_cpu() - own_cpu0) / elapsed,
     }
 
 
-def _table(rows: list[dict[str, float]]) -> str:
-    head = (
-        f"{'streams':>7} {'chunks/s':>9} {'client/s':>9} {'late min':>9} {'late p50':>9} "
-        f"{'late p99':>9} "
-        f"{'late max':>9} {'mock cpu':>9} {'µs/chunk':>8} {'runq wait':>9} {'preempt/s':>9} "
-        f"{'KiB/strm':>9} "
-        f"{'mock rss':>9} "
-        f"{'client cpu':>10}"
-    )
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        lines.append(
-            f"{r['streams']:>7} {r['chunks_per_s']:>9.0f} {r['client_chunks_per_s']:>9.0f} "
-            f"{r['late_min']:>7.3f}ms {r['late_p50']:>7.3f}ms {r['late_p99']:>7.3f}ms "
-            f"{r['late_max']:>7.2f}ms "
-            f"{r['mock_cpu']:>8.0f}% {r['us_per_chunk']:>8.1f} {r['runq_wait']:>8.1f}% "
-            f"{r['preempt_per_s']:>9.0f} "
-            f"{r['rss_kib_per_stream']:>9.1f} "
-            f"{r['rss_mib']:>7.1f}Mi "
-            f"{r['client_cpu']:>9.0f}%"
+def _settle(client: httpx.Client, url: str) -> None:
+    """Let the mock notice the disconnects before the next level."""
+    for _ in range(300):
+        if client.get(url + "/mock/stats").json()["active_streams"] == 0:
+            return
+        time.sleep(0.02)
+
+
+def _lazy(
+    client: httpx.Client, url: str, streams: int, warmup: float, duration: float, mock: _Mock
+) -> dict[str, float]:
+    host, _, port = url.removeprefix("http://").rpartition(":")
+    conns = _Client(host, int(port))
+    rss_before = mock.rss()
+    begin = time.monotonic()
+    try:
+        for i in range(streams):  # spread over half the warm-up so deadlines do not coincide
+            conns.run_until(begin + (warmup / 2) * i / streams)
+            conns.open_one()
+        conns.run_until(begin + warmup)
+        chunks0 = conns.chunks
+        t0 = time.monotonic()
+        row = _window(client, url, mock, duration, conns.run_until, time.process_time)
+        row["client_chunks_per_s"] = (conns.chunks - chunks0) / (time.monotonic() - t0)
+        rss = mock.rss()
+    finally:
+        conns.close()
+    _settle(client, url)
+    row["rss_kib_per_stream"] = max(0, rss - rss_before) / 1024 / streams
+    row["rss_mib"] = rss / 2**20
+    return row
+
+
+_LUA = """wrk.method = "POST"
+wrk.body = '%s'
+wrk.headers["Content-Type"] = "application/json"
+"""
+
+
+def _eager(
+    client: httpx.Client, url: str, streams: int, warmup: float, duration: float, mock: _Mock
+) -> dict[str, float]:
+    """``wrk`` holds ``streams`` connections, each asking again as soon as its stream ends."""
+    rss_before = mock.rss()
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        script.write(_LUA % _BODY.decode())
+        script.flush()
+        length = warmup + duration + 5  # stopped by us once measured
+        cmd = ["wrk", "-t1", f"-c{streams}", f"-d{length:.0f}s", "--timeout", f"{length:.0f}s"]
+        wrk = subprocess.Popen(
+            [*cmd, "-s", script.name, url + "/v1/chat/completions"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
-    return "\n".join(lines)
+        try:
+            proc = psutil.Process(wrk.pid)
+            time.sleep(warmup)
+            if wrk.poll() is not None:
+                raise RuntimeError(f"wrk exited early: {wrk.stderr.read().decode().strip()}")
+
+            def sleep_until(until: float) -> None:
+                time.sleep(max(0.0, until - time.monotonic()))
+
+            row = _window(
+                client, url, mock, duration, sleep_until, lambda: sum(proc.cpu_times()[:2])
+            )
+            rss = mock.rss()
+        finally:
+            wrk.terminate()
+            wrk.wait(10)
+    _settle(client, url)
+    row["client_chunks_per_s"] = float("nan")  # wrk counts responses, not chunks
+    row["rss_kib_per_stream"] = max(0, rss - rss_before) / 1024 / streams
+    row["rss_mib"] = rss / 2**20
+    return row
+
+
+def _targets(row: dict[str, float], one_worker: dict[str, float] | None) -> str:
+    """The issue's targets for this row: met, missed, or n/a (this row cannot show it)."""
+    out = []
+    if row["workers"] == 1:
+        us = row["us_per_chunk"]
+        verdict = "met" if us <= TARGET_US_PER_CHUNK else "missed"
+        out.append(f"<= {TARGET_US_PER_CHUNK:g} us/chunk (40k/s per core) {verdict}")
+    if abs(row["offered"] - TARGET_LATE_AT) <= 0.1 * TARGET_LATE_AT:
+        verdict = "met" if row["late_p99"] <= TARGET_LATE_P99_MS else "missed"
+        out.append(f"p99 <= {TARGET_LATE_P99_MS:g} ms at 20k/s {verdict}")
+    if row["workers"] > 1 and one_worker is not None:
+        ratio = row["chunks_per_s"] / max(1.0, one_worker["chunks_per_s"])
+        verdict = "met" if ratio >= TARGET_WORKERS_RATIO else "missed"
+        if one_worker["mock_cpu"] < 90 and verdict == "missed":
+            verdict = "n/a: one worker was not saturated"
+        out.append(
+            f"workers {row['workers']} >= {TARGET_WORKERS_RATIO:g}x one: {ratio:.2f}x {verdict}"
+        )
+    return "; ".join(out) or "-"
+
+
+def _table_head() -> str:
+    head = (
+        f"{'client':>6} {'workers':>7} {'streams':>7} {'offered':>8} {'chunks/s':>9} "
+        f"{'client/s':>9} {'late min':>9} {'late p50':>9} {'late p99':>9} {'late max':>9} "
+        f"{'mock cpu':>9} {'µs/chunk':>8} {'runq wait':>9} {'preempt/s':>9} {'KiB/strm':>9} "
+        f"{'mock rss':>9} {'client cpu':>10}  targets"
+    )
+    return head + "\n" + "-" * len(head)
+
+
+def _line(r: dict[str, float], targets: str) -> str:
+    client_rate = (
+        "-"
+        if r["client_chunks_per_s"] != r["client_chunks_per_s"]
+        else (f"{r['client_chunks_per_s']:.0f}")
+    )
+    return (
+        f"{r['client']:>6} {r['workers']:>7} {r['streams']:>7} {r['offered']:>8.0f} "
+        f"{r['chunks_per_s']:>9.0f} {client_rate:>9} "
+        f"{r['late_min']:>7.3f}ms {r['late_p50']:>7.3f}ms {r['late_p99']:>7.3f}ms "
+        f"{r['late_max']:>7.2f}ms "
+        f"{r['mock_cpu']:>8.0f}% {r['us_per_chunk']:>8.1f} {r['runq_wait']:>8.1f}% "
+        f"{r['preempt_per_s']:>9.0f} {r['rss_kib_per_stream']:>9.1f} {r['rss_mib']:>7.1f}Mi "
+        f"{r['client_cpu']:>9.0f}%  {targets}"
+    )
+
+
+def _levels(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m mock_upstream.bench", description=__doc__)
-    p.add_argument("--streams", default="100,500,1000", help="comma-separated levels")
+    p.add_argument("--streams", default="100,500,1000", help="lazy-client levels, comma-separated")
+    p.add_argument("--eager-streams", default="400,2000", help="eager-client (wrk) levels")
+    p.add_argument(
+        "--workers-streams",
+        type=int,
+        default=2000,
+        help="the eager level also run on --workers 2 (0: skip)",
+    )
     p.add_argument("--itl-ms", type=float, default=20.0)
     p.add_argument("--output-tokens", type=int, default=400)
     p.add_argument("--warmup-s", type=float, default=2.0)
     p.add_argument("--duration-s", type=float, default=8.0, help="measured seconds per level")
     args = p.parse_args(argv)
-    levels = [int(x) for x in args.streams.split(",")]
+    eager_levels = _levels(args.eager_streams)
+    if (eager_levels or args.workers_streams) and shutil.which("wrk") is None:
+        print(
+            "error: wrk is needed for the eager rows: python tools/ensure_binaries.py",
+            file=sys.stderr,
+        )
+        return 2
+    # thousands of sockets on each side: the mock and wrk inherit this limit
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     flags = ["--ttft-ms", "10", "--ttft-dist", "uniform", "--ttft-spread-ms", "10"]
     flags += ["--itl-ms", str(args.itl_ms), "--output-tokens", str(args.output_tokens)]
-    cmd = ["-m", "mock_upstream", "--host", "127.0.0.1", "--port", "0", *flags]
-    print(f"mock: python {' '.join(cmd)}")
+    per_stream = 1000 / args.itl_ms
     print(
-        f"offered: streams x 1000/{args.itl_ms:g} chunks/s; {args.warmup_s:g} s warm-up, "
-        f"{args.duration_s:g} s measured per level; cpus={os.cpu_count()} "
-        f"load={os.getloadavg()[0]:.2f}"
+        f"mock: python -m mock_upstream {' '.join(flags)}; offered = streams x {per_stream:g} "
+        f"chunks/s; {args.warmup_s:g} s warm-up, {args.duration_s:g} s measured per level; "
+        f"cpus={os.cpu_count()} load={os.getloadavg()[0]:.2f}"
     )
-    with ServerProcess("mock_upstream", cmd) as server:
-        assert server.pid is not None
-        mock = psutil.Process(server.pid)
-        print(f"mock pid {server.pid} (py-spy record -p {server.pid} to profile it)", flush=True)
-        rows = []
-        with httpx.Client(timeout=10) as client:
-            for n in levels:
-                rows.append(_level(client, server.url, n, args.warmup_s, args.duration_s, mock))
-                table = _table(rows)
-                print(table if len(rows) == 1 else table.splitlines()[-1], flush=True)
-    offered = {n: n * 1000 / args.itl_ms for n in levels}
-    print("offered chunks/s: " + ", ".join(f"{n}: {v:.0f}" for n, v in offered.items()))
+    plan: list[tuple[str, int, int]] = [("lazy", 1, n) for n in _levels(args.streams)]
+    plan += [("eager", 1, n) for n in eager_levels]
+    if args.workers_streams:
+        if args.workers_streams not in eager_levels:
+            plan.append(("eager", 1, args.workers_streams))
+        plan.append(("eager", 2, args.workers_streams))
+    print(_table_head(), flush=True)
+    one_worker: dict[int, dict[str, float]] = {}
+    for workers in sorted({w for _, w, _ in plan}):
+        cmd = ["-m", "mock_upstream", "--host", "127.0.0.1", "--port", "0", "--workers"]
+        with ServerProcess("mock_upstream", [*cmd, str(workers), *flags]) as server:
+            mock = _Mock(server)
+            with httpx.Client(timeout=10) as client:
+                for kind, w, n in plan:
+                    if w != workers:
+                        continue
+                    drive = _lazy if kind == "lazy" else _eager
+                    row = drive(client, server.url, n, args.warmup_s, args.duration_s, mock)
+                    row.update(client=kind, workers=w, streams=n, offered=n * per_stream)
+                    if kind == "eager" and w == 1:
+                        one_worker[n] = row
+                    print(_line(row, _targets(row, one_worker.get(n))), flush=True)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     return 0
 

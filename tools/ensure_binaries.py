@@ -1,8 +1,9 @@
 """Install the system binaries the test suite needs, when missing (Debian's packages).
 
 ``make test`` runs this first, so a fresh machine needs nothing installed by hand:
-``redis-server`` (relay rate limits shared across replicas) and ``chromium`` (the HTML report
-rendered in a real headless browser). Already present: nothing to do, nothing printed.
+``redis-server`` (relay rate limits shared across replicas), ``chromium`` (the HTML report
+rendered in a real headless browser) and ``wrk`` (the eager reader of ``make bench-mock``).
+Already present: nothing to do, nothing printed.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import shutil
 import subprocess
 import sys
 
-NEEDED = {"redis-server": "redis-server", "chromium": "chromium"}
+NEEDED = {"redis-server": "redis-server", "chromium": "chromium", "wrk": "wrk"}
 
 
 def missing() -> list[str]:
