@@ -9,6 +9,8 @@ USERS ?= 50
 SCENARIO ?= peak
 BENCH_ARGS ?=
 SEARCH_ARGS ?=
+# e.g. BENCH_RELAY_ARGS=--scrape-compare: every level again with scraping on, both printed
+BENCH_RELAY_ARGS ?=
 
 .PHONY: help setup test lint format bench bench-mock bench-relay bench-report bench-repro bench-search calibrate clean
 
@@ -46,7 +48,7 @@ bench-mock: $(STAMP)
 	$(BIN)/python -m mock_upstream.bench
 
 bench-relay: $(STAMP)
-	$(BIN)/python -m relaybench.run.bench_relay
+	$(BIN)/python -m relaybench.run.bench_relay $(BENCH_RELAY_ARGS)
 
 bench-report: $(STAMP)
 	$(BIN)/python -m reports.bench

@@ -7,6 +7,10 @@
    from ``reports.summary``'s ``overhead`` block, p99 as the difference of the two p99s.
 2. The direct first-token lag at 100 streams: the harness's own measurement error there.
 3. Capacity: ``relaybench calibrate``'s rising-concurrency run (one Locust process).
+4. With ``--scrape-compare``: every level once more with the server view on (the relay's
+   ``/metrics``, the relay's and the mock's processes, the mock's stats, once a second), printing
+   added TTFT p50 and the harness's own CPU (load generator mean + the scraper's threads) both
+   ways: scraping must not move the first and may add at most 1 percentage point to the second.
 
 Targets (printed as met / missed): added TTFT p50 ≤ 1 ms and p99 ≤ 5 ms at 100 streams; direct
 first-token lag p50 ≤ 0.5 ms and p99 ≤ 2 ms at 100 streams; ≥ 500 streams per Locust process.
@@ -104,7 +108,32 @@ def steady_row(level: int, run_dir: Path) -> dict[str, Any]:
     }
 
 
-def run_overhead(levels: Sequence[int], duration_s: float, work: Path) -> list[dict[str, Any]]:
+def harness_cpu(run_dir: Path) -> dict[str, float | None]:
+    """The harness's own CPU in a run, % of one core: the load generator's mean (``loadgen/``)
+    plus the scraper threads' CPU over their wall time (``server/sources.json``)."""
+    from relaybench.scrape.samples import status
+
+    loadgen = [
+        orjson.loads(line)["cpu_pct"]
+        for path in (run_dir / "loadgen").glob("*.jsonl")
+        for line in path.read_bytes().splitlines()
+        if line.strip()
+    ]
+    scraped = status(run_dir)
+    cpu = [s["cpu_s"] for s in scraped.get("sources") or [] if s.get("cpu_s") is not None]
+    wall = scraped.get("wall_s")
+    scraper = 100.0 * sum(cpu) / wall if wall else 0.0
+    mean = sum(loadgen) / len(loadgen) if loadgen else None
+    return {
+        "loadgen_mean_pct": None if mean is None else round(mean, 2),
+        "scraper_pct": round(scraper, 3),
+        "total_pct": None if mean is None else round(mean + scraper, 2),
+    }
+
+
+def run_overhead(
+    levels: Sequence[int], duration_s: float, work: Path, *, scrape: bool = False
+) -> list[dict[str, Any]]:
     servers = BenchServers(
         MockSettings(
             ttft_ms=100, itl_ms=20, output_tokens=50, max_concurrency=0, slowdown_per_stream=0
@@ -119,7 +148,7 @@ def run_overhead(levels: Sequence[int], duration_s: float, work: Path) -> list[d
             Target("relay", servers.relay.url, stream=True, kind="relay", stamps=True),
         ]
         for level in levels:
-            run_dir = work / f"overhead-{level}"
+            run_dir = work / f"overhead-{level}{'-scraped' if scrape else ''}"
             load = LoadConfig(
                 run_dir=str(run_dir),
                 target=targets[0],
@@ -134,6 +163,11 @@ def run_overhead(levels: Sequence[int], duration_s: float, work: Path) -> list[d
                 targets=targets,
                 mock_url=servers.mock.url,
                 full_report=False,
+                scrape_urls=[("relay", servers.relay.url + "/metrics")] if scrape else [],
+                scrape_pids=[("relay", servers.relay.pid), ("mock", servers.mock.pid)]
+                if scrape and servers.relay.pid and servers.mock.pid
+                else [],
+                scrape_servers=scrape,  # the mock's /mock/stats
             )
             orch = Orchestrator(plan)
             summary = orch.run()
@@ -141,6 +175,8 @@ def run_overhead(levels: Sequence[int], duration_s: float, work: Path) -> list[d
                 break
             rows.append(overhead_row(level, summary))
             rows[-1]["steady"] = steady_row(level, run_dir)
+            rows[-1]["scrape"] = scrape
+            rows[-1]["harness_cpu"] = harness_cpu(run_dir)
             print("   " + format_overhead(rows[-1]), flush=True)
     finally:
         servers.stop()
@@ -172,6 +208,30 @@ def _format_steady(steady: dict[str, Any] | None) -> str:
     )
 
 
+def _ci(block: dict[str, Any] | None) -> str:
+    return f"[{_f(block['ci_low'])}, {_f(block['ci_high'])}]" if block else "[n/a]"
+
+
+def format_scrape_compare(off: dict[str, Any], on: dict[str, Any]) -> str:
+    """One level, scraping off versus on: added TTFT p50 (95% CI) and the harness's CPU."""
+    a, b = off["added_ttft_ms"]["p50_ci"], on["added_ttft_ms"]["p50_ci"]
+    noise = "n/a"
+    if a and b:
+        overlap = a["ci_low"] <= b["ci_high"] and b["ci_low"] <= a["ci_high"]
+        noise = "within noise" if overlap else "DIFFERENT"
+    ca, cb = off["harness_cpu"], on["harness_cpu"]
+    rise = None
+    if ca["total_pct"] is not None and cb["total_pct"] is not None:
+        rise = round(cb["total_pct"] - ca["total_pct"], 2)
+    return (
+        f"streams {off['streams']:3d}: added TTFT p50 off {_f(off['added_ttft_ms']['p50'])} "
+        f"{_ci(a)} ms, on {_f(on['added_ttft_ms']['p50'])} {_ci(b)} ms ({noise}) | harness CPU "
+        f"off {_f(ca['total_pct'])}% (scraper {ca['scraper_pct']:.2f}), on "
+        f"{_f(cb['total_pct'])}% (scraper {cb['scraper_pct']:.2f}): {_f(rise)} points, "
+        f"<= 1 point: {_verdict(rise, 1.0)}"
+    )
+
+
 def _verdict(value: float | None, limit: float, *, at_least: bool = False) -> str:
     if value is None:
         return "n/a"
@@ -185,12 +245,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--capacity-duration", type=float, default=8.0)
     p.add_argument("--out", type=Path, help="JSON result (default runs/bench-relay-<ts>.json)")
     p.add_argument("--skip-capacity", action="store_true")
+    p.add_argument(
+        "--scrape-compare",
+        action="store_true",
+        help="also run every level with the server view on; print both ways",
+    )
     args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = args.out or Path("runs") / f"bench-relay-{stamp}.json"
     with tempfile.TemporaryDirectory(prefix="relaybench-bench-") as tmp:
         print("== relay overhead versus direct (mock TTFT 100 ms, 20 ms x 50 chunks)", flush=True)
         rows = run_overhead(LEVELS, args.duration, Path(tmp))
+        scraped: list[dict[str, Any]] = []
+        if args.scrape_compare:
+            print("== the same with the server view on (scraping every 1 s)", flush=True)
+            scraped = run_overhead(LEVELS, args.duration, Path(tmp), scrape=True)
         cap_rows: list[dict[str, Any]] = []
         if not args.skip_capacity:
             print(
@@ -209,6 +278,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\n== results")
     for row in rows:
         print("  " + format_overhead(row))
+    if scraped:
+        print("  scraping off versus on (relay /metrics, relay and mock PIDs, mock stats):")
+        for off, on in zip(rows, scraped, strict=False):
+            print("    " + format_scrape_compare(off, on))
     at100 = next((r for r in rows if r["streams"] == 100), None)
     if at100:
         for label, row in (("all requests", at100), ("steady state", at100["steady"])):
@@ -239,6 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     result = {
         "overhead": rows,
+        "overhead_scraped": scraped,
         "capacity_levels": cap_rows,
         "capacity": cap,
         "environment": environment(1),

@@ -13,7 +13,8 @@ first one of each source is reported once through ``warn``, every one is a gap. 
 exited is noted once and not polled again. No poll can outlive its ``timeout_s``, and ``stop()``
 returns at once: a thread still waiting on a slow endpoint ends by itself after its timeout,
 writing nothing more. ``server/sources.json`` lists the sources with their counts and first
-error (written at start and at stop), so a report can say what was not scraped and why.
+error (written at start and at stop), so a report can say what was not scraped and why, and
+each source thread's CPU seconds over ``wall_s``: what the scraping cost the harness.
 """
 
 from __future__ import annotations
@@ -131,6 +132,7 @@ class _Source:
     gaps: int = 0
     first_error: str | None = None
     ended: str | None = None
+    cpu_s: float | None = None  # CPU its thread used, once it finished
     thread: threading.Thread | None = field(default=None, repr=False)
 
     @property
@@ -147,6 +149,7 @@ class _Source:
             "gaps": self.gaps,
             "first_error": self.first_error,
             "ended": self.ended,
+            "cpu_s": None if self.cpu_s is None else round(self.cpu_s, 4),
         }
 
 
@@ -173,6 +176,8 @@ class Scraper:
         self.sources: list[_Source] = []
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self._started: float | None = None
+        self._stopped: float | None = None
 
     # -- sources ------------------------------------------------------------------------------
 
@@ -198,7 +203,7 @@ class Scraper:
     def start(self) -> Scraper:
         self.dir.mkdir(parents=True, exist_ok=True)
         self._write_status()
-        origin = time.monotonic()
+        origin = self._started = time.monotonic()
         for source in self.sources:
             source.thread = threading.Thread(
                 target=self._run, args=(source, origin), name=f"scrape-{source.name}", daemon=True
@@ -208,7 +213,8 @@ class Scraper:
 
     def stop(self) -> None:
         self._stop.set()
-        deadline = time.monotonic() + STOP_WAIT_S
+        self._stopped = time.monotonic()
+        deadline = self._stopped + STOP_WAIT_S
         for source in self.sources:
             if source.thread is not None:
                 source.thread.join(max(0.0, deadline - time.monotonic()))
@@ -221,6 +227,12 @@ class Scraper:
         self.stop()
 
     def _run(self, source: _Source, origin: float) -> None:
+        try:
+            self._loop(source, origin)
+        finally:
+            source.cpu_s = time.thread_time()  # what scraping this source cost the harness
+
+    def _loop(self, source: _Source, origin: float) -> None:
         path = self.dir / f"{source.name}.jsonl"
         with path.open("ab") as out:
             tick = origin
@@ -262,9 +274,13 @@ class Scraper:
 
     def _write_status(self) -> None:
         with self._lock:
+            wall = None
+            if self._started is not None and self._stopped is not None:
+                wall = round(self._stopped - self._started, 3)
             status = {
                 "interval_s": self.interval_s,
                 "timeout_s": self.timeout_s,
+                "wall_s": wall,  # with each source's cpu_s: the harness's cost of scraping
                 "sources": [s.status() for s in self.sources],
             }
         path = self.dir / "sources.json"

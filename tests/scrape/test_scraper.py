@@ -80,9 +80,12 @@ def test_an_endpoint_that_goes_away_and_comes_back_leaves_a_gap(
     # time stamps: wall and monotonic, in order
     assert all(a["mono_ns"] < b["mono_ns"] for a, b in itertools.pairwise(rows))
     assert all(isinstance(r["time_ns"], int) for r in rows)
-    status = samples.status(tmp_path)["sources"][0]
+    written = samples.status(tmp_path)
+    status = written["sources"][0]
     assert status["name"] == "demo.metrics" and status["gaps"] == len(gaps)
     assert status["samples"] == len(rows) - len(gaps)
+    # what scraping cost: the thread's CPU seconds, well under the wall time it ran
+    assert written["wall_s"] > 0 and 0 < status["cpu_s"] < written["wall_s"]
 
 
 def test_a_slow_endpoint_times_out_and_never_holds_the_stop(
