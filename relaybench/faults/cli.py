@@ -186,20 +186,20 @@ def main(argv: Sequence[str]) -> int:
             run["interrupted"] = True
         except AuthRequired as exc:
             how = "the API key was refused" if api_key else "pass --api-key or RELAYBENCH_API_KEY"
-            raise UsageError(
-                f"{target[0]} answered the clean stream with 401 ({how}): {exc}"
-            ) from None
+            message = f"{target[0]} answered the clean stream with 401 ({how}): {exc}"
+            raise UsageError(scorecard.scrub(message, [api_key] if api_key else [])) from None
         except NotThroughMock as exc:
-            raise UsageError(
+            message = (
                 f"{target[0]} answered the clean stream ({exc}) but the mock at {mock_url} never "
                 f"saw it: point {target[0]}'s upstream URL at {mock_url}"
-            ) from None
+            )
+            raise UsageError(scorecard.scrub(message, [api_key] if api_key else [])) from None
         if load is not None:
             results.append(load.result())
     finally:
         servers.stop()
     run["duration_s"] = round(time.perf_counter() - clock, 3)
-    doc = scorecard.write(args.out, results, run)
+    doc = scorecard.write(args.out, results, run, hide=[api_key] if api_key else [])
     _print(doc, args.out)
     if run["interrupted"]:
         return 130

@@ -63,10 +63,25 @@ def document(results: Sequence[Result], run: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def write(out: Path, results: Sequence[Result], run: dict[str, Any]) -> dict[str, Any]:
-    """Write the four files into ``out``; returns the JSON document."""
+def scrub(value: Any, hide: Sequence[str]) -> Any:
+    """``value`` with every ``hide`` string replaced by ``***`` (a relay may echo a key)."""
+    if isinstance(value, str):
+        for secret in hide:
+            value = value.replace(secret, "***")
+        return value
+    if isinstance(value, dict):
+        return {k: scrub(v, hide) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub(v, hide) for v in value]
+    return value
+
+
+def write(
+    out: Path, results: Sequence[Result], run: dict[str, Any], hide: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Write the four files into ``out``, none holding a ``hide`` string; returns the document."""
     out.mkdir(parents=True, exist_ok=True)
-    doc = document(results, run)
+    doc = scrub(document(results, run), [h for h in hide if h])
     (out / "faults.json").write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
     (out / "faults.md").write_text(markdown(doc), encoding="utf-8")
     (out / "faults.html").write_text(render_html(doc), encoding="utf-8")

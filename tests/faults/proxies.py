@@ -35,7 +35,8 @@ DEFECTS = (
 )
 STORM = 8
 
-Handler = Callable[[bytes, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+# (request head, request body, reader, writer)
+Handler = Callable[[bytes, bytes, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
 class ThreadServer:
@@ -73,14 +74,16 @@ class ThreadServer:
             head = await reader.readuntil(b"\r\n\r\n")
             length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
             body = await reader.readexactly(int(length.group(1))) if length else b""
-            await self.handler(body, reader, writer)
+            await self.handler(head, body, reader, writer)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
             writer.close()
 
 
-async def not_openai(body: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+async def not_openai(
+    head: bytes, body: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
     """Answers everything with an HTML 404, like a web server at the wrong address."""
     page = b"<html><body>Not Found</body></html>"
     writer.write(
@@ -90,11 +93,27 @@ async def not_openai(body: bytes, reader: asyncio.StreamReader, writer: asyncio.
     await writer.drain()
 
 
+async def key_echo(
+    head: bytes, body: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    """A 401 whose message quotes the bearer key it refused (some servers do)."""
+    key = re.search(rb"(?im)^authorization:\s*bearer\s+(\S+)", head)
+    said = key.group(1) if key else b"nothing"
+    message = b'{"error":{"message":"invalid key %s"}}' % said
+    writer.write(
+        b"HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\nconnection: close\r\n"
+        b"content-length: %d\r\n\r\n%s" % (len(message), message)
+    )
+    await writer.drain()
+
+
 def broken_relay(upstream: str, defect: str) -> Handler:
     assert defect in DEFECTS
     url = upstream.rstrip("/") + "/v1/chat/completions"
 
-    async def handle(body: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+    async def handle(
+        head: bytes, body: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         async with httpx.AsyncClient(timeout=None) as client:
             attempts = 2 if defect == "retry_after_bytes" else 1
             started = False

@@ -15,7 +15,7 @@ from relay.keys import create_key
 from relaybench.procs import ServerProcess
 
 from .conftest import Faults, by_name
-from .proxies import ThreadServer, not_openai
+from .proxies import ThreadServer, key_echo, not_openai
 
 
 def closed_port() -> int:
@@ -134,3 +134,15 @@ def test_ctrl_c_writes_a_partial_scorecard_and_stops_the_servers(tmp_path: Path)
     assert "clean_stream" in names and "hang" not in names
     assert "interrupted: partial scorecard" in (out / "faults.md").read_text()
     assert not [s.pid for s in servers if psutil.pid_exists(s.pid)]
+
+
+def test_a_key_the_target_echoes_back_is_still_written_nowhere(
+    faults: Faults, mock_url: str, capsys
+) -> None:
+    with ThreadServer(key_echo) as server:
+        code, doc = faults(
+            "--target", f"echo={server.url}", "--mock-url", mock_url, "--api-key", "sk-echoed-1"
+        )
+    assert code == 2 and doc is None
+    err = capsys.readouterr().err
+    assert "invalid key ***" in err and "sk-echoed-1" not in err

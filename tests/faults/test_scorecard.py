@@ -106,3 +106,11 @@ def test_byte_identical_streams_ignore_only_per_request_values() -> None:
     assert same_bytes(a, b)
     assert not same_bytes(a, b.replace(b"\n\n", b"\r\n\r\n"))  # re-framed: same events only
     assert not same_bytes(a, b.replace(b'"x"', b'"y"'))
+
+
+def test_no_file_holds_a_hidden_string(tmp_path: Path) -> None:
+    echoed = [Result("status_401", PASS, "HTTP 401 'invalid key sk-9'", "said sk-9", {})]
+    doc = write(tmp_path, echoed, {**RUN, "command": "relaybench faults"}, hide=["sk-9"])
+    assert doc["scenarios"][0]["value"] == "HTTP 401 'invalid key ***'"
+    for path in tmp_path.iterdir():
+        assert "sk-9" not in path.read_text(), path.name
