@@ -353,7 +353,7 @@ def _path_chart(doc: dict, names: list[str], path: Path) -> Path:
         ax.set_xticks(x)
         ax.grid(alpha=0.3)
         ax.set_title(f"{name}: {t.get('status')}")
-        ax.legend(fontsize=7, loc="upper left")
+        _legend(ax)
     fig.suptitle("The probe path")
     fig.tight_layout()
     return _save(fig, path)
@@ -406,10 +406,15 @@ def _latency_chart(doc: dict, names: list[str], path: Path) -> Path:
         ax.set_ylabel("TTFT p95 (ms)")
         ax.grid(alpha=0.3, which="both")
         ax.set_title(name)
-        ax.legend(fontsize=7, loc="upper left")
+        _legend(ax)
     fig.suptitle("Latency versus load, with the SLO line and the bracket")
     fig.tight_layout()
     return _save(fig, path)
+
+
+def _legend(ax) -> None:
+    if ax.get_legend_handles_labels()[0]:  # nothing labelled (no bracket, no SLO line): none
+        ax.legend(fontsize=7, loc="upper left")
 
 
 def _save(fig, path: Path) -> Path:
