@@ -61,6 +61,11 @@ def build_parser() -> cliargs.Parser:
         "--api-key", help="bearer key for --target (default: $RELAYBENCH_API_KEY); never written"
     )
     p.add_argument(
+        "--model",
+        help="model name sent to --target (for gateways that route by model); "
+        "default: relaybench-mock",
+    )
+    p.add_argument(
         "--under-load",
         type=cliargs.non_negative_int,
         default=0,
@@ -171,8 +176,8 @@ def main(argv: Sequence[str]) -> int:
         else:
             print(f"mock upstream {mock_url}: {target[0]}'s upstream must point here", flush=True)
         run.update(target={"name": target[0], "url": target[1]}, mock_url=mock_url)
-        ctx = _context(servers, target[1], mock_url, api_key, args.max_hang_s)
-        client = Client(target[1], api_key)
+        ctx = _context(servers, target[1], mock_url, api_key, args.max_hang_s, args.model)
+        client = Client(target[1], api_key, args.model)
         load = runner.Background(client, args.under_load, ctx.run_id) if args.under_load else None
         try:
             names = runner.suite_order(args.scenarios)
@@ -207,11 +212,16 @@ def main(argv: Sequence[str]) -> int:
 
 
 def _context(
-    servers: Servers, url: str, mock_url: str, api_key: str | None, max_hang_s: float
+    servers: Servers,
+    url: str,
+    mock_url: str,
+    api_key: str | None,
+    max_hang_s: float,
+    model: str | None,
 ) -> Context:
     relays = servers.relays
     return Context(
-        target=Client(url, api_key),
+        target=Client(url, api_key, model),
         mock=Client(mock_url),
         log=MockLog(mock_url),
         run_id=secrets.token_hex(4),

@@ -201,9 +201,10 @@ Leave = Callable[[Seen], Awaitable[None]]
 class Client:
     """Sends chat requests to one OpenAI-compatible base URL, with an optional bearer key."""
 
-    def __init__(self, base_url: str, api_key: str | None = None) -> None:
+    def __init__(self, base_url: str, api_key: str | None = None, model: str | None = None) -> None:
         self.url = chat_url(base_url)
         self.api_key = api_key
+        self.model = model  # sent instead of the body's (gateways route by model name)
 
     def _headers(self) -> dict[str, str]:
         headers = {"accept-encoding": "identity", "content-type": "application/json"}
@@ -221,6 +222,8 @@ class Client:
     ) -> Seen:
         """Send ``body``; read until the response ends, ``deadline_s`` passes, or ``leave``
         returns (then the connection is closed at once and ``left_ns`` stamped)."""
+        if self.model:
+            body = {**body, "model": self.model}
         seen = Seen()
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
