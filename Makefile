@@ -11,14 +11,16 @@ BENCH_ARGS ?=
 SEARCH_ARGS ?=
 # e.g. BENCH_RELAY_ARGS=--scrape-compare: every level again with scraping on, both printed
 BENCH_RELAY_ARGS ?=
+BENCH_TRACE_ARGS ?=
 
-.PHONY: help setup test lint format bench bench-mock bench-relay bench-report bench-repro bench-search calibrate clean
+.PHONY: help setup test lint format bench bench-mock bench-relay bench-report bench-repro bench-search bench-trace calibrate clean
 
 help:
 	@echo "make bench   - set up, run the default benchmark (~2 min), write runs/<timestamp>/"
 	@echo "make test    - set up, run the whole test suite"
 	@echo "make lint    - ruff format check + lint"
 	@echo "make bench-search - capacity search on the embedded mock + relay (<= 3 min), ends with the plan"
+	@echo "make bench-trace - replay 10 min of the shipped trace at 10x on the mock (~1.5 min)"
 	@echo "make bench-mock | bench-relay | bench-report | bench-repro | calibrate"
 
 setup: $(STAMP)
@@ -61,6 +63,10 @@ bench-search: $(STAMP)
 	$(BIN)/relaybench search --out runs/search-$$(date +%Y%m%d-%H%M%S) \
 	    --slo-ttft-p95-ms 1000 --slo-error-rate 0.01 --max-tokens 40-60 \
 	    --start 4 --probe-s 8 --precision 0.15 --max-probes 7 $(SEARCH_ARGS)
+
+# asked vs achieved arrivals, schedule lag and load-generator CPU; e.g. BENCH_TRACE_ARGS=--processes 2
+bench-trace: $(STAMP)
+	$(BIN)/python -m relaybench.traffic.bench $(BENCH_TRACE_ARGS)
 
 calibrate: $(STAMP)
 	$(BIN)/relaybench calibrate --out runs/calibration.json

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import gevent
+import orjson
 
 from loadtests import schedule
 from relaybench.run.config import LoadConfig
@@ -148,7 +149,7 @@ class ChatSessions:
             self.cfg, s.messages(k), turn.max_tokens, stream=user.ctx.target.stream
         )
         rec, answer = user.send(
-            user.ctx.next_seq(), body, turn.max_tokens, keep_text=True,
+            user.ctx.next_seq(), orjson.dumps(body), turn.max_tokens, keep_text=True,
             session=str(s.id), turn=k, **fields,
         )  # fmt: skip
         s.answered(k, answer)

@@ -201,15 +201,21 @@ class ChatUser(User):
                 gevent.sleep(0.5)
                 return
             intended, rate, row = arrival
+            if row is not None and not row.session:  # a trace row: its body before its time
+                assert ctx.trace is not None
+                body, fields = ctx.trace.request(row, stream=ctx.target.stream)
+                payload = orjson.dumps(body)
             delay = (intended - time.time_ns()) / 1e9
             if delay > 0:
                 gevent.sleep(delay)
         stream = ctx.target.stream
         if row is not None:  # --scenario trace
             assert ctx.trace is not None
-            body, fields = ctx.trace.request(row, stream=stream)
+            if row.session:  # the conversation as it stands now
+                body, fields = ctx.trace.request(row, stream=stream)
+                payload = orjson.dumps(body)
             _, answer = self.send(
-                ctx.next_seq(), body, row.output_tokens, rate=rate, intended_ns=intended,
+                ctx.next_seq(), payload, row.output_tokens, rate=rate, intended_ns=intended,
                 keep_text=bool(row.session), **fields,
             )  # fmt: skip
             ctx.trace.answered(row, body, answer)
@@ -217,12 +223,12 @@ class ChatUser(User):
         assert ctx.workload is not None
         seq = ctx.next_seq()
         body, max_tokens = ctx.workload.request(seq, stream=stream)
-        self.send(seq, body, max_tokens, rate=rate, intended_ns=intended)
+        self.send(seq, orjson.dumps(body), max_tokens, rate=rate, intended_ns=intended)
 
     def send(
         self,
         seq: int,
-        body: dict[str, Any],
+        payload: bytes,
         max_tokens: int | None,
         *,
         keep_text: bool = False,
@@ -233,7 +239,6 @@ class ChatUser(User):
         ``keep_text``, the answer's text."""
         ctx = self.ctx
         target = ctx.target
-        payload = orjson.dumps(body)
         start_ns, start_pc = time.time_ns(), time.perf_counter_ns()
         cfg = ctx.config
         attempts = traffic.Attempts(cfg.traffic.retry, cfg.seed, ctx.index, seq, start_pc)
