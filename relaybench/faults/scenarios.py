@@ -25,6 +25,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from relaybench.faults import wire
 from relaybench.faults.client import Client, Seen, chat_body
 from relaybench.faults.mocklog import MockLog, resent_after_bytes
@@ -530,14 +532,30 @@ async def slow_first_token(ctx: Context) -> Result:
     reference_text = ctx.reference(seed, directives)
     _, seen = await ctx.send("slow_first_token", {**directives, "seed": seed})
     reference = (await reference_text).content
-    first = next(
-        (s for s, c in zip(seen.event_s, seen.events, strict=False) if '"content":"' in c.data),
-        None,
-    )
-    figures = {"ttft_s": first}
+    figures = first_token(seen)
     ok = seen.done and seen.content == reference and seen.error_event is None
-    value = f"first token after {first:.2f} s, complete" if ok and first else seen.describe()
-    return Result("slow_first_token", PASS if ok else FAIL, value, "", figures)
+    if not ok or figures["ttft_s"] is None:
+        return Result("slow_first_token", FAIL, seen.describe(), "the answer did not arrive whole")
+    value = f"first token after {figures['ttft_s']:.2f} s, complete"
+    if figures["lag_ms"] is not None:
+        value += f"; {figures['lag_ms']:.1f} ms after the mock sent it"
+    return Result("slow_first_token", PASS, value, "", figures)
+
+
+def first_token(seen: Seen) -> dict[str, float | None]:
+    """When the first text arrived (s from the request), and how long after the mock's stamp
+    (``x_mock_emitted_ns``: one clock, one host) it reached the client (ms)."""
+    for at_s, at_ns, event in zip(seen.event_s, seen.event_ns, seen.events, strict=True):
+        try:
+            chunk = orjson.loads(event.data)
+            text = chunk["choices"][0]["delta"].get("content")
+        except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError):
+            continue
+        if text:
+            stamp = chunk.get("x_mock_emitted_ns")
+            lag = (at_ns - stamp) / 1e6 if isinstance(stamp, int) else None
+            return {"ttft_s": round(at_s, 4), "lag_ms": None if lag is None else round(lag, 3)}
+    return {"ttft_s": None, "lag_ms": None}
 
 
 @scenario(
