@@ -149,14 +149,17 @@ def _read(path: Path) -> dict:
 
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    """Serialise writers (several bench workers may create keys at once)."""
+    """Serialise writers (several bench workers may create keys at once).
+
+    The lock is on the keys file's folder, not on a ``.lock`` file beside the keys (which would
+    be left behind) nor on the keys file itself (it is replaced, so its inode changes)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(folder)  # closing the descriptor releases the lock
 
 
 def create_key(keys_file: Path, plan: str, plans: dict | None = None) -> str:
