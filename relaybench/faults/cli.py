@@ -42,6 +42,7 @@ from relaybench.faults.servers import Servers
 from relaybench.run.servers import check_reachable
 
 DEFAULT_MAX_HANG_S = 10.0
+MAX_UNDER_LOAD = 1000  # background streams: a bound on what one harness process may open
 
 
 def build_parser() -> cliargs.Parser:
@@ -67,7 +68,7 @@ def build_parser() -> cliargs.Parser:
     )
     p.add_argument(
         "--under-load",
-        type=cliargs.non_negative_int,
+        type=cliargs.bounded(0, MAX_UNDER_LOAD, kind=int),
         default=0,
         metavar="N",
         help="run the suite while N clean streams run against the same target",

@@ -43,6 +43,7 @@ def test_an_unreachable_target_stops_before_anything_runs(faults: Faults, capsys
         (["--mock-url", "http://127.0.0.1:1", "--mock-port", "9"], "--mock-port applies"),
         (["--scenarios", "cut,nope"], "unknown scenario 'nope'"),
         (["--under-load", "-1"], "--under-load"),
+        (["--under-load", "1001"], "not within [0, 1000]"),
         (["--max-hang-s", "0"], "--max-hang-s"),
     ],
 )
