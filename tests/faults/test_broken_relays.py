@@ -155,3 +155,20 @@ def test_a_relay_decoding_each_read_breaks_split_characters() -> None:
     mangled = asyncio.run(score_wire("mangle_utf8"))
     assert mangled["utf8_split"] == "FAIL"  # every split character became U+FFFD
     assert mangled["crlf"] == mangled["comments"] == "PASS"  # whole reads: nothing split there
+
+
+def test_a_429_without_retry_after_retried_at_once_is_a_storm() -> None:
+    async def score_429() -> dict:
+        upstream = await WireUpstream().start()
+        try:
+            with ThreadServer(broken_relay(upstream.url, "retry_storm")) as relay:
+                client = Client(relay.url)
+                ctx = Context(client, client, MockLog(relay.url), "t", 5.0, wire=client)
+                ctx.wire_server = upstream
+                return (await SCENARIOS["status_429_no_retry_after"].run(ctx)).as_dict()
+        finally:
+            await upstream.stop()
+
+    result = asyncio.run(score_429())
+    assert result["verdict"] == "FAIL" and result["figures"]["attempts"] == 1 + STORM
+    assert "a retry storm" in result["detail"]
