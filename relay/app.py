@@ -48,7 +48,7 @@ from relay.errors import send_error as send_json_error
 from relay.exchange import Exchange, watch_disconnect
 from relay.h1client import H1Response
 from relay.keys import KeyStore, Plan
-from relay.metrics import Metrics
+from relay.metrics import CONTENT_TYPE, Metrics
 from relay.ratelimit import MemoryBackend, RateLimiter, RedisBackend, StreamSlots
 from relay.streaming import StreamFilter
 from relay.upstream import Upstream
@@ -155,7 +155,7 @@ class Relay:
                 )
         except ClientDisconnected:
             fields["outcome"] = "client_gone"
-            self.metrics.client_disconnects += 1
+            self.metrics.client_disconnects.inc()
         except RelayError as error:
             fields["outcome"] = error.code
             if "X-RateLimit-Limit" not in error.headers:  # refused before any charge: peek
@@ -230,11 +230,11 @@ class Relay:
                     await response.aclose()
         except _ClientLeft:
             fields["outcome"] = "client_gone"
-            self.metrics.client_disconnects += 1
+            self.metrics.client_disconnects.inc()
         except RelayError as error:
             fields["outcome"] = error.code
             if isinstance(error, UpstreamError):
-                self.metrics.upstream_errors[error.kind] += 1
+                self.metrics.upstream_errors.labels(error.kind).inc()
             if not started[0]:
                 fields["status"] = error.status
                 await send_json_error(send, error, extra)
@@ -437,9 +437,8 @@ class RelayApp:
             await send_json_error(send, error, head)
         finally:
             path = scope["path"]
-            self.relay.metrics.requests[
-                (path if path in ROUTES else "other", fields["status"])
-            ] += 1
+            route = path if path in ROUTES else "other"
+            self.relay.metrics.requests.labels(route, str(fields["status"])).inc()
             log_request(scope, fields.pop("request_id"), time.perf_counter() - started, fields)
 
     async def _handle(
@@ -529,7 +528,7 @@ class RelayApp:
 
 
 _JSON = [(b"content-type", b"application/json")]
-_PROMETHEUS = [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")]
+_PROMETHEUS = [(b"content-type", CONTENT_TYPE.encode())]
 
 
 def build_app(relay: Relay) -> RelayApp:

@@ -1,90 +1,113 @@
-"""The relay's counters, rendered in the Prometheus text format (no client library needed).
+"""The relay's metrics, kept and rendered by ``prometheus_client`` (the Prometheus text format).
 
-Everything is a plain attribute or dict bumped in place: no locks (one event loop per process),
-nothing allocated per chunk. Metrics are per process; with several relay processes, scrape each.
+Each ``Relay`` has its own ``CollectorRegistry`` (no process-global state, so tests can run
+several relays in one process). Nothing here runs per streamed chunk: counters move once per
+request, and the two values that change all the time (active streams, the upstream pool's busy
+and idle connections) are read only when ``/metrics`` is scraped. ``ProcessCollector`` adds the
+process's CPU seconds, resident memory, open fds and start time.
+
+Metrics are per process. With ``--workers N`` each worker keeps and serves its own: behind
+``SO_REUSEPORT`` a scrape reaches one worker (its ``/health`` says which ``pid``), so scrape
+each process, or sum over workers what a run needs.
 """
 
 from __future__ import annotations
 
-import bisect
-from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
-# Upper bounds (seconds) of the time-to-first-upstream-byte histogram.
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+__all__ = ["CONTENT_TYPE", "Metrics"]
+
+# What ``generate_latest`` writes (without an escaping argument): the classic text format,
+# which every Prometheus version reads. (The library's CONTENT_TYPE_LATEST names 1.0.0.)
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# Upper bounds (seconds) of the time-to-first-upstream-byte histogram: 1 ms ... 30 s.
 TTFB_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class _PoolCollector(Collector):
+    """The upstream pool's connections by state, read at scrape time."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "relay_upstream_pool_connections",
+            "Upstream pool connections by state.",
+            labels=["state"],
+        )
+        for state, count in sorted(self.metrics.pool_state().items()):
+            family.add_metric([state], count)
+        yield family
 
 
 class Metrics:
     def __init__(self) -> None:
-        self.requests: Counter[tuple[str, int]] = Counter()  # by (route, response status)
-        self.active_streams = 0
-        self.rate_limited = 0
-        self.ratelimit_backend_errors = 0
-        self.upstream_errors: Counter[str] = Counter()  # by kind
-        self.upstream_retries = 0
-        self.client_disconnects = 0
-        self.tokens: Counter[tuple[str, str]] = Counter()  # (principal id, prompt|completion)
-        self._ttfb_counts = [0] * (len(TTFB_BUCKETS) + 1)
-        self._ttfb_sum = 0.0
-        self.pool_state: Callable[[], dict[str, int]] = dict
+        self.registry = registry = CollectorRegistry()
+        self.active_streams = 0  # requests being relayed now (also in /health)
+        self.pool_state: Callable[[], dict[str, int]] = dict  # the upstream sets it
+        self.requests = Counter(
+            "relay_requests",
+            "Finished requests by route and status (499: the client left first).",
+            ["route", "status"],
+            registry=registry,
+        )
+        active = Gauge("relay_active_streams", "Requests being relayed now.", registry=registry)
+        active.set_function(lambda: self.active_streams)
+        self.ttfb = Histogram(
+            "relay_upstream_first_byte_seconds",
+            "Time from sending a request upstream to its first response body byte.",
+            buckets=TTFB_BUCKETS,
+            registry=registry,
+        )
+        self.rate_limited = Counter(
+            "relay_rate_limited", "Requests refused with 429 by a plan limit.", registry=registry
+        )
+        self.ratelimit_backend_errors = Counter(
+            "relay_ratelimit_backend_errors",
+            "Rate-limit checks that could not reach the backend (fail-open/closed applied).",
+            registry=registry,
+        )
+        self.upstream_errors = Counter(
+            "relay_upstream_errors", "Upstream failures by kind.", ["kind"], registry=registry
+        )
+        self.upstream_retries = Counter(
+            "relay_upstream_retries", "Upstream attempts that were retried.", registry=registry
+        )
+        self.client_disconnects = Counter(
+            "relay_client_disconnects", "Clients gone before the end.", registry=registry
+        )
+        self.tokens = Counter(
+            "relay_tokens",
+            "Tokens reported by upstream usage, per principal.",
+            ["principal", "kind"],
+            registry=registry,
+        )
+        registry.register(_PoolCollector(self))
+        ProcessCollector(registry=registry)
 
     def observe_ttfb(self, seconds: float) -> None:
-        self._ttfb_counts[bisect.bisect_left(TTFB_BUCKETS, seconds)] += 1
-        self._ttfb_sum += seconds
+        self.ttfb.observe(seconds)
 
     def add_usage(self, principal_id: str, usage: object) -> None:
         if not isinstance(usage, dict):
             return
         for kind in ("prompt_tokens", "completion_tokens"):
             value = usage.get(kind)
-            if isinstance(value, int) and value >= 0:
-                self.tokens[(principal_id, kind.removesuffix("_tokens"))] += value
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+                self.tokens.labels(principal_id, kind.removesuffix("_tokens")).inc(value)
 
     def render(self) -> bytes:
-        out: list[str] = []
-
-        def family(name: str, kind: str, help_: str) -> None:
-            out.append(f"# HELP {name} {help_}")
-            out.append(f"# TYPE {name} {kind}")
-
-        family("relay_requests_total", "counter", "Finished requests by route and status.")
-        for (route, status), count in sorted(self.requests.items()):
-            out.append(f'relay_requests_total{{route="{route}",status="{status}"}} {count}')
-        family("relay_active_streams", "gauge", "Requests being relayed right now.")
-        out.append(f"relay_active_streams {self.active_streams}")
-        family(
-            "relay_upstream_first_byte_seconds",
-            "histogram",
-            "Time from sending a request upstream to its first response body byte.",
-        )
-        cumulative = 0
-        for bound, count in zip(TTFB_BUCKETS, self._ttfb_counts, strict=False):
-            cumulative += count
-            out.append(f'relay_upstream_first_byte_seconds_bucket{{le="{bound}"}} {cumulative}')
-        cumulative += self._ttfb_counts[-1]
-        out.append(f'relay_upstream_first_byte_seconds_bucket{{le="+Inf"}} {cumulative}')
-        out.append(f"relay_upstream_first_byte_seconds_sum {self._ttfb_sum:.6f}")
-        out.append(f"relay_upstream_first_byte_seconds_count {cumulative}")
-        family("relay_rate_limited_total", "counter", "Requests refused with 429 by a plan limit.")
-        out.append(f"relay_rate_limited_total {self.rate_limited}")
-        family(
-            "relay_ratelimit_backend_errors_total",
-            "counter",
-            "Rate-limit checks that could not reach the backend (fail-open/closed applied).",
-        )
-        out.append(f"relay_ratelimit_backend_errors_total {self.ratelimit_backend_errors}")
-        family("relay_upstream_errors_total", "counter", "Upstream failures by kind.")
-        for kind, count in sorted(self.upstream_errors.items()):
-            out.append(f'relay_upstream_errors_total{{kind="{kind}"}} {count}')
-        family("relay_upstream_retries_total", "counter", "Upstream attempts that were retried.")
-        out.append(f"relay_upstream_retries_total {self.upstream_retries}")
-        family("relay_client_disconnects_total", "counter", "Clients gone before the end.")
-        out.append(f"relay_client_disconnects_total {self.client_disconnects}")
-        family("relay_tokens_total", "counter", "Tokens reported by upstream usage, per principal.")
-        for (principal, kind), count in sorted(self.tokens.items()):
-            principal = principal.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-            out.append(f'relay_tokens_total{{principal="{principal}",kind="{kind}"}} {count}')
-        family("relay_upstream_pool_connections", "gauge", "Upstream pool connections by state.")
-        for state, count in sorted(self.pool_state().items()):
-            out.append(f'relay_upstream_pool_connections{{state="{state}"}} {count}')
-        return ("\n".join(out) + "\n").encode()
+        return generate_latest(self.registry)

@@ -221,7 +221,7 @@ class RateLimiter:
             self._skip_until = time.monotonic() + self.backend_retry_s
             return self._backend_down(time.monotonic(), exc)
         if not decision.allowed:
-            self.metrics.rate_limited += 1
+            self.metrics.rate_limited.inc()
             retry_after = max(1, math.ceil(decision.retry_after_s))
             raise RateLimited(
                 f"rate limit of {rpm} requests per minute exceeded (plan {principal.plan.name})",
@@ -242,7 +242,7 @@ class RateLimiter:
             return None
 
     def _backend_down(self, now: float, exc: BaseException | None) -> None:
-        self.metrics.ratelimit_backend_errors += 1
+        self.metrics.ratelimit_backend_errors.inc()
         self._failures_unlogged += 1
         if exc is not None and now - self._logged_at >= 5.0:
             log.warning(
@@ -275,7 +275,7 @@ class StreamSlots:
         cap = principal.plan.max_streams
         active = self._active.get(principal.id, 0)
         if cap and active >= cap:
-            self.metrics.rate_limited += 1
+            self.metrics.rate_limited.inc()
             raise RateLimited(
                 f"at most {cap} concurrent requests per key (plan {principal.plan.name})",
                 code="too_many_concurrent_requests",

@@ -112,7 +112,7 @@ class Upstream:
                 raise error
             attempt += 1
             log["retries"] = attempt
-            self.metrics.upstream_retries += 1
+            self.metrics.upstream_retries.inc()
             await asyncio.sleep(delay)
 
     def _backoff(self, attempt: int, error: UpstreamError) -> float | None:

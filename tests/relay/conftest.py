@@ -232,13 +232,22 @@ def raw_upstream() -> Iterator[Callable[..., RawUpstream]]:
         server.close()
 
 
-def metric(server: ServerProcess, series: str) -> float:
-    """The value of one series (name with labels, exactly as rendered) on /metrics; 0 if absent."""
-    for line in httpx.get(server.url + "/metrics").text.splitlines():
-        name, _, value = line.rpartition(" ")
-        if name == series:
-            return float(value)
-    return 0.0
+def metrics(server: ServerProcess) -> dict[tuple[str, frozenset], float]:
+    """Every sample on /metrics, parsed by prometheus_client: (name, labels) -> value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    response = httpx.get(server.url + "/metrics")
+    response.raise_for_status()
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def metric(server: ServerProcess, name: str, **labels: str) -> float:
+    """The value of one sample on /metrics; 0 if absent."""
+    return metrics(server).get((name, frozenset(labels.items())), 0.0)
 
 
 @pytest.fixture(scope="module")
@@ -263,5 +272,6 @@ def kit() -> object:
         mock_stats=mock_stats,
         free_port=free_port,
         metric=metric,
+        metrics=metrics,
         CHAT=CHAT,
     )

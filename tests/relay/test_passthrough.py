@@ -13,8 +13,8 @@ from relay.keys import hash_key
 
 def test_stream_headers_events_and_done(shared_relay, kit):
     server, key = shared_relay
-    series = f'relay_tokens_total{{principal="key:{hash_key(key)[:16]}",kind="completion"}}'
-    before = kit.metric(server, series)
+    series = {"principal": f"key:{hash_key(key)[:16]}", "kind": "completion"}
+    before = kit.metric(server, "relay_tokens_total", **series)
     with httpx.stream(
         "POST",
         server.url + "/v1/chat/completions",
@@ -33,7 +33,7 @@ def test_stream_headers_events_and_done(shared_relay, kit):
     # The client did not ask for usage: the relay asked upstream, counted it and stripped it.
     assert all("usage" not in c or c["usage"] is None for c in chunks)
     assert all(c["choices"] for c in chunks)
-    assert kit.metric(server, series) - before == 8
+    assert kit.metric(server, "relay_tokens_total", **series) - before == 8
 
 
 def test_stream_keeps_usage_when_client_asks(shared_relay, kit):
