@@ -72,7 +72,11 @@ class Emitter:
                     horizon = monotonic() + EARLY_S  # writing took time: more may be due now
                     if heap[0][0] > horizon:
                         break
-                pop(heap)[2].fire()
+                emission = pop(heap)[2]
+                try:
+                    emission.fire()
+                except Exception as exc:  # one broken stream must not stop the others
+                    emission.fail(exc)
         finally:
             self.ticking = False
             self.timer_at = float("inf")
@@ -168,6 +172,12 @@ class Emission:
                 await loop.create_future()
 
     # -- the timer's side: everything below runs synchronously, from run() or from a tick
+
+    def fail(self, exc: Exception) -> None:
+        """Raise ``exc`` in the stream's task (its request then ends as uvicorn ends errors)."""
+        wake = self.wake
+        if wake is not None and not wake.done():
+            wake.set_exception(exc)
 
     def _task(self, *action: Any) -> None:
         wake = self.wake

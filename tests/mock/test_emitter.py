@@ -1,0 +1,96 @@
+"""The emission timer (sans sockets): one wake-up serves every due chunk, in deadline order."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from mock_upstream.emitter import EARLY_S, Emitter
+
+
+class _Counting(Emitter):
+    ticks = 0
+
+    def _tick(self) -> None:
+        self.ticks += 1
+        super()._tick()
+
+
+class _Fake:
+    """Stands in for an Emission: records when it fired; may raise, may ask to fire again."""
+
+    def __init__(self, name: str, log: list, *, boom: bool = False, again: float = 0) -> None:
+        self.name, self.log, self.boom, self.again = name, log, boom, again
+        self.failed: Exception | None = None
+        self.emitter: Emitter | None = None
+        self.due = 0.0
+
+    def fire(self) -> None:
+        self.log.append((self.name, time.monotonic() - self.due))
+        if self.boom:
+            raise RuntimeError("boom")
+        if self.again and self.emitter is not None:
+            self.again, self.due = 0, self.due + 0.02
+            self.emitter.push(self.due, self)
+
+    def fail(self, exc: Exception) -> None:
+        self.failed = exc
+
+
+def _run(body) -> None:
+    async def main() -> None:
+        await body(asyncio.get_running_loop())
+
+    asyncio.run(main())
+
+
+def test_one_wake_up_serves_every_chunk_due_at_it() -> None:
+    log: list = []
+
+    async def body(loop) -> None:
+        emitter = _Counting(loop)
+        due = time.monotonic() + 0.03
+        for i in range(100):
+            fake = _Fake(f"s{i}", log)
+            fake.due = due
+            emitter.push(due, fake)
+        await asyncio.sleep(0.1)
+        assert emitter.ticks == 1
+        assert [name for name, _ in log] == [f"s{i}" for i in range(100)]  # ties: push order
+        assert all(late >= -EARLY_S for _, late in log)  # never before the half tick
+
+    _run(body)
+
+
+def test_deadlines_are_served_in_order_and_rescheduled_from_the_tick() -> None:
+    log: list = []
+
+    async def body(loop) -> None:
+        emitter = Emitter(loop)
+        now = time.monotonic()
+        for name, offset in (("late", 0.06), ("early", 0.01), ("middle", 0.03)):
+            fake = _Fake(name, log, again=1 if name == "early" else 0)
+            fake.emitter, fake.due = emitter, now + offset
+            emitter.push(fake.due, fake)
+        await asyncio.sleep(0.12)
+        assert [name for name, _ in log] == ["early", "middle", "early", "late"]
+        assert all(late >= -EARLY_S for _, late in log)
+
+    _run(body)
+
+
+def test_a_failing_stream_does_not_stop_the_others() -> None:
+    log: list = []
+
+    async def body(loop) -> None:
+        emitter = Emitter(loop)
+        due = time.monotonic() + 0.01
+        broken, fine = _Fake("broken", log, boom=True), _Fake("fine", log)
+        for fake in (broken, fine):
+            fake.due = due
+            emitter.push(due, fake)
+        await asyncio.sleep(0.05)
+        assert [name for name, _ in log] == ["broken", "fine"]
+        assert isinstance(broken.failed, RuntimeError) and fine.failed is None
+
+    _run(body)
