@@ -171,7 +171,7 @@ def search_plan(doc: dict, name: str, inp: PlanInput | None = None) -> dict | No
 def _capacity_server(doc: dict, name: str) -> dict | None:
     """The server block of the probe at the capacity (the relay's CPU and RSS there)."""
     entry = doc["targets"][name]
-    capacity = entry.get("capacity")
+    capacity = (entry.get("bracket") or {}).get("low")  # the highest counted pass
     for p in reversed(entry.get("probes") or []):
         if p.get("load") == capacity and p.get("counted") == "pass":
             return (p.get("stats") or {}).get("server")
@@ -286,7 +286,9 @@ def scaling_rows(doc: dict) -> Table | None:
     rows = [
         [
             str(r["workers"]),
-            fmt(r["capacity"], 2) if r["capacity"] is not None else "–",
+            fmt(r["capacity"], 2)
+            if r["capacity"] is not None
+            else (f"≥ {r['at_least']:g}" if r.get("at_least") is not None else "–"),
             str(r["status"]),
             f"{r['efficiency']:.0%}" if r["efficiency"] is not None else "–",
             fmt(r["processes_per_core"], 2),

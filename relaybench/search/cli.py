@@ -26,6 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from relaybench import credentials
 from relaybench.cliargs import (
     Parser,
     bounded,
@@ -194,7 +195,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         unit=UNITS[axis],
     )
     args.out.mkdir(parents=True, exist_ok=True)
-    doc = _document(argv, args, axis, settings, mock if not run.targets else None, warnings)
+    shown = credentials.redacted_words(argv, [run.load.api_key])  # the key is never written
+    doc = _document(shown, args, axis, settings, mock if not run.targets else None, warnings)
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     search = _Search(args, run, mock, settings, doc)
@@ -313,7 +315,7 @@ class _Search:
             return
         with ExitStack() as stack:
             redis = stack.enter_context(redis_server()) if max(counts) > 1 else None
-            capacities, statuses = {}, {}
+            capacities, statuses, lows = {}, {}, {}
             for workers in counts:
                 relay_args = ["--workers", str(workers)] if workers > 1 else []
                 if redis and workers > 1:
@@ -323,7 +325,8 @@ class _Search:
                 result = self.doc["targets"][f"relay-w{workers}"]
                 capacities[workers] = result["capacity"]
                 statuses[workers] = result["status"]
-                self.doc["scaling"] = scaling(capacities, statuses, self.doc["cpus"])
+                lows[workers] = result["bracket"]["low"]
+                self.doc["scaling"] = scaling(capacities, statuses, self.doc["cpus"], lows)
                 self.save()
 
     def _with_servers(self, relay_args: list[str], names: list[str], suffix: str) -> bool:
@@ -360,6 +363,7 @@ class _Search:
             mock_url=mock_url,
             mock=self.mock if servers is not None else None,
             e2e_guess_s=_e2e_guess(self.mock, self.run.load) if servers else 10.0,
+            **(_scrape(servers) if servers is not None else {}),
         )
         entry: dict[str, Any] = {
             "url": target.url,
@@ -391,6 +395,12 @@ class _Search:
             self.interrupted = True
             return False
         return True
+
+
+def _scrape(servers: Any) -> dict[str, list]:
+    """Sample our relay and mock in every probe: the plan's CPU and RSS per replica."""
+    pids = [(s.name, s.pid) for s in (servers.relay, servers.mock) if s and s.pid is not None]
+    return {"scrape_pids": pids, "scrape_urls": [("relay", servers.relay.url + "/metrics")]}
 
 
 def _e2e_guess(mock: Any, load: Any) -> float:

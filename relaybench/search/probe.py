@@ -77,6 +77,8 @@ class RunProbe:
     mock_url: str | None = None
     mock: MockSettings | None = None
     e2e_guess_s: float = 10.0  # until a probe measured one
+    scrape_pids: list[tuple[str, int]] = field(default_factory=list)  # our servers' processes
+    scrape_urls: list[tuple[str, str]] = field(default_factory=list)  # their /metrics
     seen_e2e_s: list[float] = field(default_factory=list)
 
     @property
@@ -118,6 +120,8 @@ class RunProbe:
             slo={"ttft_ms_p95": self.slo.ttft_p95_ms, "error_rate": self.slo.error_rate},
             mock_url=self.mock_url,
             full_report=False,
+            scrape_pids=list(self.scrape_pids),
+            scrape_urls=list(self.scrape_urls),
         )
         unit = UNITS[self.axis]
         print(f"-- probe {req.index + 1} ({req.role}): {req.load:g} {unit}, {req.seconds:g} s")

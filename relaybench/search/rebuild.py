@@ -65,6 +65,7 @@ def rebuild(folder: Path) -> dict[str, Any]:
             {w: e.get("capacity") for w, e in done.items()},
             {w: e.get("status") for w, e in done.items()},
             int(doc.get("cpus") or 1),
+            {w: (e.get("bracket") or {}).get("low") for w, e in done.items()},
         )
     (folder / "search.json").write_text(json.dumps(doc, indent=2) + "\n")
     write_search_report(folder, doc)

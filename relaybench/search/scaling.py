@@ -78,8 +78,14 @@ def _wait_pong(proc: subprocess.Popen[bytes], port: int) -> None:
         time.sleep(0.05)
 
 
-def scaling(capacities: dict[int, float | None], statuses: dict[int, str], cpus: int) -> dict:
-    """Capacity per worker count, efficiency against one worker, and the cores' verdict."""
+def scaling(
+    capacities: dict[int, float | None],
+    statuses: dict[int, str],
+    cpus: int,
+    at_least: dict[int, float | None] | None = None,
+) -> dict:
+    """Capacity per worker count (``at_least``: the highest pass where none was found),
+    efficiency against one worker, and the cores' verdict."""
     base = capacities.get(1)
     rows = []
     for workers, capacity in sorted(capacities.items()):
@@ -91,6 +97,7 @@ def scaling(capacities: dict[int, float | None], statuses: dict[int, str], cpus:
             {
                 "workers": workers,
                 "capacity": capacity,
+                "at_least": (at_least or {}).get(workers),
                 "status": statuses.get(workers),
                 "efficiency": efficiency,
                 "processes_per_core": round(busy / cpus, 2),
