@@ -152,6 +152,7 @@ SERVER_PANELS = [
     ("rate-limited/s", ("rate_limited_per_s",)),
     ("mock queue", ("queued",)),
     ("mock lateness p99\n(ms, cumulative)", ("lateness_p99_ms",)),
+    ("Redis PING (ms)", ("ping_ms",)),
 ]
 LINE_STYLES = ["-", "--", ":", "-."]
 

@@ -51,6 +51,7 @@ COLUMNS = [
     ("queued", "stats", "gauges", "queued", None, 1.0),
     ("active_streams", "stats", "gauges", "active_streams", None, 1.0),
     ("lateness_p99_ms", "stats", "gauges", "lateness_p99_ms", None, 1.0),
+    ("ping_ms", "redis", "gauges", "ping_ms", None, 1.0),
 ]
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-KINDS = ("metrics", "stats", "process")
+KINDS = ("metrics", "stats", "process", "redis")
 
 
 @dataclass

@@ -1,8 +1,9 @@
 """Polls every source once per interval, each on its own thread, into ``server/<source>.jsonl``.
 
-Each source (``<server>.<kind>``: ``relay.metrics``, ``mock.stats``, ``relay.process``, ...) has
-a daemon thread that wakes on a fixed grid (``start + k * interval``; a tick missed because a
-poll was slow is skipped, never bunched), polls, and appends one JSON line at once:
+Each source (``<server>.<kind>``: ``relay.metrics``, ``mock.stats``, ``relay.process``,
+``redis.redis``, ...) has a daemon thread that wakes on a fixed grid (``start + k * interval``;
+a tick missed because a poll was slow is skipped, never bunched), polls, and appends one JSON
+line at once:
 
     {"time_ns": wall ns, "mono_ns": monotonic ns, "poll_ms": how long the poll took,
      "interval_s": since the previous good poll, "gauges": {...}, "rates": {...},
@@ -33,6 +34,7 @@ import orjson
 
 from relaybench.scrape import fetch, mockstats, prom
 from relaybench.scrape.process import ProcessGone, ProcessProbe
+from relaybench.scrape.redisprobe import RedisFailed, RedisProbe
 
 STOP_WAIT_S = 0.2  # the most stop() waits for threads that are between polls
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -124,6 +126,23 @@ class _Process:
             raise PollFailed(str(exc), final=True) from None
 
 
+class _Redis:
+    kind = "redis"
+
+    def __init__(self, url: str, timeout_s: float) -> None:
+        self.address = fetch.redact(url)
+        self._probe: RedisProbe | None = None
+        self._url, self._timeout_s = url, timeout_s
+
+    def poll(self) -> dict[str, dict]:
+        try:
+            if self._probe is None:
+                self._probe = RedisProbe(self._url, self._timeout_s)
+            return self._probe.sample()
+        except RedisFailed as exc:
+            raise PollFailed(str(exc)) from None
+
+
 @dataclass
 class _Source:
     server: str
@@ -197,6 +216,9 @@ class Scraper:
 
     def add_process(self, server: str, pid: int) -> None:
         self._add(server, _Process(pid))
+
+    def add_redis(self, server: str, url: str) -> None:
+        self._add(server, _Redis(url, self.timeout_s))
 
     # -- running ------------------------------------------------------------------------------
 

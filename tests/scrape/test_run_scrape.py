@@ -31,6 +31,7 @@ def _lines(path: Path) -> list[dict]:
         ("--scrape-pid", "abc", "positive PID"),
         ("--scrape-pid", "relay=0", "positive PID"),
         ("--scrape-interval", "0", "--scrape-interval"),
+        ("--scrape-redis", "http://127.0.0.1:6379", "redis://"),
     ],
 )
 def test_bad_scrape_flags_are_usage_errors(tmp_path: Path, flag: str, value: str, says: str):
@@ -57,6 +58,12 @@ def test_scrape_specs_with_and_without_names(tmp_path: Path) -> None:
     ]
     assert plan.scrape_pids == [("pid-42", 42), ("db", 7)]
     assert plan.scrape_interval_s == 0.5 and plan.scrape_servers
+    redis = ["--scrape-redis", "redis://127.0.0.1:6379/0"]
+    redis += ["--scrape-redis", "limits=redis://:pw@10.0.0.9:6380/1"]
+    plan = parse([*redis, "--out", str(tmp_path / "run2")])
+    assert plan.scrape_redis == [
+        ("127.0.0.1-6379", "redis://127.0.0.1:6379/0"), ("limits", "redis://:pw@10.0.0.9:6380/1")
+    ]  # fmt: skip
 
 
 def test_failing_scrape_sources_warn_once_and_the_run_completes(start_server, tmp_path: Path):

@@ -230,3 +230,23 @@ def test_a_server_with_worker_processes_is_sampled_as_one_tree(tmp_path: Path) -
     rows = _lines(path)
     assert max(r["gauges"]["processes"] for r in rows) == 2
     assert max(r["gauges"]["cpu_pct"] for r in rows) > 20  # the worker's busy loop
+
+
+def test_a_redis_is_timed_and_counted_and_its_loss_is_a_gap(tmp_path: Path, redis_url) -> None:
+    warnings: list[str] = []
+    scraper = Scraper(tmp_path, interval_s=INTERVAL, warn=warnings.append)
+    scraper.add_redis("redis", redis_url)
+    path = tmp_path / "server" / "redis.redis.jsonl"
+    with scraper:
+        _wait_for(lambda: sum(bool(r.get("rates")) for r in _lines(path)) >= 2)
+    rows = _lines(path)
+    sample = rows[-1]
+    assert 0 < sample["gauges"]["ping_ms"] < 1000 * INTERVAL
+    assert sample["gauges"]["connected_clients"] >= 1
+    assert sample["rates"]["commands"] > 0  # our own PING and INFO, at least
+    assert not warnings
+    gone = Scraper(tmp_path / "gone", interval_s=INTERVAL, warn=warnings.append)
+    gone.add_redis("redis", "redis://127.0.0.1:9/0")
+    with gone:
+        _wait_for(lambda: bool(warnings))
+    assert "ConnectionError" in warnings[0]
