@@ -52,6 +52,7 @@ class RunPlan:
     full_report: bool = True  # False: summary.json only (calibration and benches)
     scrape_urls: list[tuple[str, str]] = field(default_factory=list)  # (name, Prometheus URL)
     scrape_pids: list[tuple[str, int]] = field(default_factory=list)  # (name, PID)
+    scrape_redis: list[tuple[str, str]] = field(default_factory=list)  # (name, redis:// URL)
     scrape_interval_s: float = 1.0
     scrape_servers: bool = True  # scrape the servers we start (the bench's off switch)
 
@@ -153,12 +154,17 @@ class Orchestrator:
                     scraper.add_process(server.name, server.pid)
             if self.servers.relay is not None:
                 scraper.add_prometheus("relay", self.servers.relay.url + "/metrics")
+            args = self.servers.relay_args
+            if "--redis-url" in args[:-1]:  # the relay's rate limits live in a Redis
+                scraper.add_redis("redis", args[args.index("--redis-url") + 1])
         if plan.scrape_servers and self.mock_url:
             scraper.add_mock_stats("mock", self.mock_url + "/mock/stats")
         for name, url in plan.scrape_urls:
             scraper.add_prometheus(name, url)
         for name, pid in plan.scrape_pids:
             scraper.add_process(name, pid)
+        for name, url in plan.scrape_redis:
+            scraper.add_redis(name, url)
         if not scraper.sources:
             return None
         self.meta["scrape"] = {
