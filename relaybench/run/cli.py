@@ -161,6 +161,14 @@ def build_parser() -> Parser:
         help="also sample this process's CPU, RSS, fds and threads (repeatable)",
     )
     p.add_argument(
+        "--scrape-redis",
+        action="append",
+        default=[],
+        metavar="[NAME=]URL",
+        help="also time a PING to this Redis and read its INFO (repeatable), e.g. the "
+        "relay's rate-limit store redis://127.0.0.1:6379/0",
+    )
+    p.add_argument(
         "--scrape-interval",
         type=positive_float,
         default=1.0,
@@ -220,6 +228,18 @@ def _scrape_urls(specs: Sequence[str]) -> list[tuple[str, str]]:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname or not name:
             raise UsageError(f"--scrape {redact(spec)!r}: use [NAME=]http(s)://HOST:PORT/PATH")
+        out.append((name, url))
+    return out
+
+
+def _scrape_redis(specs: Sequence[str]) -> list[tuple[str, str]]:
+    out = []
+    for spec in specs:
+        name, sep, url = spec.partition("=")
+        if not sep or "://" in name:
+            name, url = name_for_url(spec) if "://" in spec else "", spec
+        if urlsplit(url).scheme not in ("redis", "rediss", "unix") or not name:
+            raise UsageError(f"--scrape-redis {redact(spec)!r}: use [NAME=]redis://HOST:PORT/DB")
         out.append((name, url))
     return out
 
@@ -321,6 +341,7 @@ def parse(argv: Sequence[str]) -> RunPlan:
         calibration=_calibration(args.calibration),
         scrape_urls=_scrape_urls(args.scrape),
         scrape_pids=_scrape_pids(args.scrape_pid),
+        scrape_redis=_scrape_redis(args.scrape_redis),
         scrape_interval_s=args.scrape_interval,
         scrape_servers=not args.no_scrape,
     )
