@@ -158,16 +158,12 @@ def measure(
             builder.body(data, pc, now)
     except Exception as exc:
         got_response = resp is not None
-        builder.fail(records.from_exception(exc, connected=got_response), _describe(exc), perf())
+        error = records.from_exception(exc, connected=got_response)
+        builder.fail(error, client.describe(exc), perf())
     finally:
         if resp is not None and not resp.message_complete:
             resp.release()  # an unfinished body: the socket is closed, never reused
     return retry_after
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class ChatUser(User):
@@ -181,6 +177,7 @@ class ChatUser(User):
         return traffic.think_left(self)
 
     def on_start(self) -> None:
+        self.backoff = client.ConnectBackoff()
         self.http = client.open_client(self.ctx)
 
     def on_stop(self) -> None:
@@ -265,6 +262,7 @@ class ChatUser(User):
             attempts.wait(wait)
         ctx.writer.write(rec)
         self._report(ctx, rec)
+        self.backoff.after(rec["error"])  # a pause after connect errors (loadtests.client)
         return rec, "".join(builder.text or ())
 
     def _report(self, ctx: LoadContext, rec: dict[str, Any]) -> None:

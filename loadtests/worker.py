@@ -34,6 +34,7 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
+from dataclasses import replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import gevent  # noqa: E402
@@ -47,6 +48,7 @@ from locust.stats import PERCENTILES_TO_REPORT, StatsCSV, StatsCSVFileWriter  # 
 from loadtests import shapes, webui  # noqa: E402
 from loadtests.sink import CpuSampler, RecordWriter, worker_id  # noqa: E402
 from loadtests.user import ChatUser, LoadContext, make_user_class  # noqa: E402
+from relaybench.credentials import API_KEY_ENV  # noqa: E402
 from relaybench.procs import die_with_parent, owned_child  # noqa: E402
 from relaybench.run.config import LoadConfig, ShapeParams  # noqa: E402
 
@@ -361,7 +363,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # Our shapes ramp in one-second ticks on purpose; Locust's fast-spawn advice is noise here.
     logging.getLogger("locust.runners").setLevel(logging.ERROR)
-    cfg = LoadConfig.load(args.config)
+    # The config file holds no API key (relaybench.credentials): it comes in our environment.
+    cfg = replace(LoadConfig.load(args.config), api_key=os.environ.get(API_KEY_ENV) or None)
     if args.role == "local":
         return run_local(cfg)
     if args.role == "master":

@@ -8,7 +8,6 @@ The last line printed is the run folder's path.
 from __future__ import annotations
 
 import datetime as dt
-import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +16,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from relaybench import credentials
 from relaybench.cliargs import (
     Parser,
     duration_s,
@@ -74,7 +74,7 @@ def build_parser() -> Parser:
         "--rate", type=positive_float, help=f"open loop req/s (default {DEFAULT_RATE:g})"
     )
     p.add_argument("--steps", type=positive_int, default=5, help="steps of the step scenario")
-    p.add_argument("--api-key", help="Bearer key sent to --target URLs")
+    credentials.add_arguments(p)  # --api-key, --api-key-file, --ca-file, --insecure
     p.add_argument(
         "--seed", type=int, default=1, help="seed of the workload, schedule and mock draws"
     )
@@ -304,12 +304,20 @@ def parse(argv: Sequence[str]) -> RunPlan:
     run_dir = args.out or Path("runs") / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     if run_dir.exists() and any(run_dir.iterdir()):
         raise UsageError(f"--out {run_dir} exists and is not empty; choose a new folder")
+    api_key = credentials.api_key(args)
+    if args.insecure:
+        print(
+            "warning: --insecure: https certificates and host names are not checked; the API "
+            "key goes to whoever answers",
+            file=sys.stderr,
+            flush=True,
+        )
     load = LoadConfig(
         run_dir=str(run_dir),
         target=Target("-", "http://127.0.0.1"),
         shape=shape,
         seed=args.seed,
-        api_key=args.api_key,
+        api_key=api_key,
         processes=args.processes,
         remote_workers=args.remote_workers,
         master_bind=bind_host,
@@ -318,6 +326,8 @@ def parse(argv: Sequence[str]) -> RunPlan:
         model=args.model,
         timeout_s=args.timeout,
         connect_timeout_s=min(10.0, args.timeout),
+        ca_file=credentials.ca_file(args),
+        insecure=args.insecure,
         stop_timeout_s=max(10.0, args.timeout),
         extra_headers=_headers(args.header),
         web=args.web,
@@ -326,7 +336,7 @@ def parse(argv: Sequence[str]) -> RunPlan:
     )
     return RunPlan(
         run_dir=run_dir,
-        command=shlex.join(["relaybench", "run", *argv]),
+        command=credentials.redacted_command(["relaybench", "run", *argv], [api_key]),
         load=load,
         targets=targets,
         buffered=set(args.buffered),

@@ -2,7 +2,8 @@
 
 The orchestrator (``relaybench.run.cli``) stays plain Python; each target runs in its own Locust
 process (``python -m loadtests.worker CONFIG.json``), which reads this object back. Nothing in
-the load generator reads globals or the environment.
+the load generator reads globals or the environment, except the API key: the worker's entry point
+takes it from ``RELAYBENCH_API_KEY`` (``relaybench.credentials``) so that no file holds it.
 """
 
 from __future__ import annotations
@@ -89,6 +90,8 @@ class LoadConfig:
     model: str = "relaybench-mock"
     timeout_s: float = 60.0  # read timeout: no byte for this long ends the request
     connect_timeout_s: float = 10.0
+    ca_file: str | None = None  # PEM of the CAs to trust for https targets (None: the system's)
+    insecure: bool = False  # --insecure: no certificate or host name check at all
     stop_timeout_s: float = 60.0  # at the end, in-flight requests get this long to finish
     extra_headers: dict[str, str] = field(default_factory=dict)
     web: bool = False
@@ -110,7 +113,10 @@ class LoadConfig:
         return Path(self.run_dir)
 
     def dump(self, path: Path) -> None:
-        path.write_bytes(orjson.dumps(asdict(self), option=orjson.OPT_INDENT_2))
+        """Write the config without its API key: that goes to the Locust process in its
+        environment (``relaybench.credentials.API_KEY_ENV``), never into a file."""
+        data = asdict(self) | {"api_key": None}
+        path.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
 
     @classmethod
     def load(cls, path: Path) -> LoadConfig:

@@ -15,7 +15,6 @@ import platform
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from importlib import metadata
@@ -25,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from relaybench import credentials
 from relaybench.errors import RelaybenchError
 from relaybench.procs import owned_child
 from relaybench.run.config import LoadConfig, Target
@@ -109,6 +109,7 @@ class Orchestrator:
 
     def run(self) -> dict[str, Any] | None:
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        credentials.remove_stale_tempdirs()  # what a SIGKILLed run left behind
         try:
             targets = self._prepare_targets()
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -254,25 +255,25 @@ class Orchestrator:
 
     def _launch(self, cfg: LoadConfig) -> int:
         role = "master" if cfg.distributed else "local"
-        with tempfile.TemporaryDirectory(prefix="relaybench-") as tmp:
-            config_path = Path(tmp) / "load.json"  # outside the run folder: it holds the API key
+        with credentials.private_tempdir() as tmp:
+            config_path = Path(tmp) / "load.json"  # no API key: that goes in the child's env
             cfg.dump(config_path)
             if cfg.remote_workers:
                 config_path = self._remote_config(cfg)
             argv = [sys.executable, "-m", "loadtests.worker", str(config_path), "--role", role]
-            self._child = subprocess.Popen(argv, **owned_child())
+            self._child = subprocess.Popen(argv, **owned_child(credentials.child_env(cfg.api_key)))
             try:
                 return self._wait_child(cfg)
             finally:
                 if cfg.remote_workers:
-                    config_path.unlink(missing_ok=True)  # it may hold the API key
+                    config_path.unlink(missing_ok=True)  # only needed while the run goes
                 child, self._child = self._child, None
                 if child.poll() is None:
                     os.kill(child.pid, signal.SIGKILL)
                     child.wait()
 
     def _remote_config(self, cfg: LoadConfig) -> Path:
-        """The config remote workers need, in the run folder (owner-only: it may hold a key)."""
+        """The config remote workers need, in the run folder (without the API key)."""
         path = self.run_dir / "remote" / f"{cfg.target.name}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch(mode=0o600)
@@ -280,7 +281,8 @@ class Orchestrator:
         print(
             f"  waiting for {cfg.remote_workers} remote worker(s); on each machine, with this "
             f"file copied to the same path:\n    python -m loadtests.worker {path} --role worker "
-            f"--master-host <this host> --master-port {cfg.master_port}",
+            f"--master-host <this host> --master-port {cfg.master_port}"
+            + (f"\n  (with the API key in ${credentials.API_KEY_ENV})" if cfg.api_key else ""),
             flush=True,
         )
         return path

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import socket
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from relaybench import credentials
 from relaybench.errors import RelaybenchError, UsageError
 from relaybench.procs import ServerProcess
 
@@ -108,7 +108,7 @@ class BenchServers:
         self.mock: ServerProcess | None = None
         self.relay: ServerProcess | None = None
         self.api_key = ""
-        self._tmp = tempfile.TemporaryDirectory(prefix="relaybench-keys-")
+        self._tmp = credentials.private_tempdir("keys")
 
     def start(self) -> None:
         base = ["--host", "127.0.0.1", "--port", "0"]
