@@ -155,9 +155,6 @@ class Orchestrator:
                     scraper.add_process(server.name, server.pid)
             if self.servers.relay is not None:
                 scraper.add_prometheus("relay", self.servers.relay.url + "/metrics")
-            args = self.servers.relay_args
-            if "--redis-url" in args[:-1]:  # the relay's rate limits live in a Redis
-                scraper.add_redis("redis", args[args.index("--redis-url") + 1])
         if plan.scrape_servers and self.mock_url:
             scraper.add_mock_stats("mock", self.mock_url + "/mock/stats")
         for name, url in plan.scrape_urls:
