@@ -50,6 +50,7 @@ bench-mock: $(STAMP)
 	$(BIN)/python -m mock_upstream.bench
 
 bench-relay: $(STAMP)
+	$(BIN)/python -m tools.ensure_binaries
 	$(BIN)/python -m relaybench.run.bench_relay $(BENCH_RELAY_ARGS)
 
 bench-report: $(STAMP)

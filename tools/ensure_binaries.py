@@ -2,7 +2,9 @@
 
 ``make test`` runs this first, so a fresh machine needs nothing installed by hand:
 ``redis-server`` (relay rate limits shared across replicas), ``chromium`` (the HTML report
-rendered in a real headless browser) and ``wrk`` (the eager reader of ``make bench-mock``).
+rendered in a real headless browser), ``wrk`` (the eager reader of ``make bench-mock``) and
+``nginx`` (the reference proxy ``make bench-relay`` measures the relay against; Debian's
+``nginx-light``).
 Already present: nothing to do, nothing printed.
 """
 
@@ -13,11 +15,21 @@ import shutil
 import subprocess
 import sys
 
-NEEDED = {"redis-server": "redis-server", "chromium": "chromium", "wrk": "wrk"}
+NEEDED = {
+    "redis-server": "redis-server",
+    "chromium": "chromium",
+    "wrk": "wrk",
+    "nginx": "nginx-light",
+}
+SBIN = "/usr/sbin:/usr/local/sbin"  # nginx lives there, often not on a user's PATH
 
 
 def missing() -> list[str]:
-    return [pkg for binary, pkg in NEEDED.items() if shutil.which(binary) is None]
+    return [
+        pkg
+        for binary, pkg in NEEDED.items()
+        if shutil.which(binary) is None and shutil.which(binary, path=SBIN) is None
+    ]
 
 
 def main() -> int:
