@@ -239,8 +239,8 @@ def conclude(probes: list[ProbeResult], settings: SearchSettings, stopped: str) 
         status, capacity = FOUND, lo
         width = (hi - lo) / lo
         message = (
-            f"capacity {_fmt(lo)} {unit} (meets the SLOs; {_fmt(hi)} {unit} does not, "
-            f"bracket ±{width:.0%})"
+            f"capacity {_fmt(lo)} {unit} (meets the SLOs; {_fmt(hi)} {unit} does not: "
+            f"a bracket {width:.0%} wide)"
             + ("" if confirmed else "; not confirmed by a longer probe")
             + ("" if converged else f"; wider than --precision {settings.precision:g}")
         )
