@@ -187,7 +187,8 @@ def _mock_counts(
     if any(part is None for part in parts[:2]):
         return
     served = sum(part or 0 for part in parts)
-    reached = int((rows["error"].to_numpy() != "connect").sum())
+    attempts = rows["attempts"].fillna(1).to_numpy()  # a retried record sent several requests
+    reached = int(attempts[rows["error"].to_numpy() != "connect"].sum())
     slack = int(rows.groupby("worker")["users"].max().fillna(0).sum()) if len(rows) else 0
     if abs(served - reached) > slack:
         reasons.append(

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import jinja2
 
+from reports import traffic
 from reports.tables import CHART_TITLES, Report
 
 CAPTIONS = {
@@ -28,6 +29,7 @@ CAPTIONS = {
     "relay_overhead": "Lag added by each relay on top of the direct path (arrival minus the "
     "mock's emission stamp, relay minus direct), with 95% bootstrap intervals.",
     "errors": "Failed requests per second, stacked by error type.",
+    **traffic.CAPTIONS,
 }
 
 _ENV = jinja2.Environment(
@@ -56,6 +58,7 @@ def render_html(r: Report) -> str:
         "calibration": r.calibration,
         "response": r.response,
         "errors": r.errors,
+        "causes": r.causes,
     }
     return _ENV.get_template("report.html.j2").render(
         run=r.run,

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from reports import charts
+from reports import charts, traffic
 from reports.capacity import PlanInput, kneedle, plan
 from reports.folder import RunFolder, load_folder
 from reports.html import render_html
@@ -110,11 +110,11 @@ def rebuild(run_dir: Path, plan_input: PlanInput | None = None) -> dict:
 
 def draw_charts(analysis: Analysis, out_dir: Path) -> dict[str, Path]:
     for key, draw in chart_plan(analysis).items():
-        path = out_dir / CHART_FILES[key]
+        path = out_dir / (CHART_FILES.get(key) or traffic.FILES[key])  # traffic: trace/chat/retry
         try:
             analysis.charts[key] = draw(path)
         except Exception as exc:  # a broken chart must not cost the rest of the report
-            analysis.chart_notes.append(f"chart {CHART_FILES[key]} could not be drawn: {exc!r}")
+            analysis.chart_notes.append(f"chart {path.name} could not be drawn: {exc!r}")
     return analysis.charts
 
 
@@ -150,6 +150,7 @@ def chart_plan(a: Analysis) -> dict[str, Callable[[Path], Path]]:
     if a.summary.get("overhead"):
         out["relay_overhead"] = lambda p: charts.relay_overhead(a.summary["overhead"], p)
     out["errors"] = lambda p: charts.errors_over_time(a.errors, p)
+    out.update(traffic.chart_plan(a.folder, groups))
     return out
 
 

@@ -89,6 +89,8 @@ def test_trace_replay_across_two_processes(mock, tmp_path: Path) -> None:
         assert r["attempts"] == 1 and r["attempt_status"] is None
     assert summary(out)["requests"] == 60
     assert "retry_amplification" not in summary(out)
+    assert (out / "arrivals_asked_vs_achieved.png").is_file()
+    assert "arrivals asked vs achieved" in (out / "report.html").read_text()
 
 
 def test_trace_sessions_send_the_conversation(mock, tmp_path: Path) -> None:
@@ -141,6 +143,8 @@ def test_chat_sessions_grow_and_think(mock, tmp_path: Path) -> None:
             assert after["start_ns"] - ended_ns >= think * 1e9 - 1e6  # not before its think time
             checked += 1
     assert checked >= 3
+    assert (out / "latency_by_turn.png").is_file()
+    assert not (out / "arrivals_asked_vs_achieved.png").exists()
 
 
 def policy(tmp_path: Path, text: str) -> str:
@@ -178,6 +182,7 @@ def test_seed_policy_honours_retry_after_on_429(mock, tmp_path: Path) -> None:
     assert s["retry_amplification"] == 4.0 and s["attempts"] == 4 * len(recs)
     assert s["user_error_rate"] == 1.0 and s["attempt_error_rate"] == 1.0
     assert s["attempts_per_request"] == {"4": len(recs)}
+    assert (tmp_path / "run" / "retry_amplification.png").is_file()
 
 
 def test_503_full_jitter_within_the_caps(mock, tmp_path: Path) -> None:
