@@ -21,13 +21,13 @@ import itertools
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import gevent
 import numpy as np
 import orjson
-from flask import Response, request
-from locust.env import Environment
+
+if TYPE_CHECKING:
+    from locust.env import Environment
 
 TAB = "relaybench"
 WINDOW_S = 600  # seconds of history kept and served
@@ -164,7 +164,13 @@ def table_rows(snap: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def attach(env: Environment, run_dir: Path, target: str) -> LiveSeries:
-    """Add the tab to ``env.web_ui`` and keep its numbers fresh once a second."""
+    """Add the tab to ``env.web_ui`` and keep its numbers fresh once a second.
+
+    Locust, Flask and gevent are imported here: importing Locust patches the process with
+    gevent, which only the Locust process may have (``LiveSeries`` is tested without it)."""
+    import gevent
+    from flask import Response, request
+
     web = env.web_ui
     assert web is not None
     live = LiveSeries(run_dir, target)
