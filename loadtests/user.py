@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import gevent
 import gevent.event
 import orjson
+from gevent import GreenletExit
 from geventhttpclient import HTTPClient
 from locust import User, task
 
@@ -33,6 +34,7 @@ from relaybench import records
 from relaybench.run.config import LoadConfig
 
 READ_SIZE = 65536
+INTERRUPTED_DETAIL = "the run was stopped while this request was in flight"
 
 
 class LoadContext:
@@ -254,12 +256,23 @@ class ChatUser(User):
             )
             if keep_text:
                 builder.text = []
-            retry_after = measure(self.http, ctx, builder, payload)
+            try:
+                retry_after = measure(self.http, ctx, builder, payload)
+            except GreenletExit:  # the run was stopped mid-request: keep what had arrived
+                builder.fail(records.INTERRUPTED, INTERRUPTED_DETAIL, time.perf_counter_ns())
+                ctx.writer.write(rec := builder.record())
+                self._report(ctx, rec)
+                raise
             rec = builder.record()
             wait = attempts.ended(rec, retry_after)
             if wait is None:
                 break
-            attempts.wait(wait)
+            try:
+                attempts.wait(wait)
+            except GreenletExit:  # stopped between attempts: the request ends as it stood
+                ctx.writer.write(rec)
+                self._report(ctx, rec)
+                raise
         ctx.writer.write(rec)
         self._report(ctx, rec)
         self.backoff.after(rec["error"])  # a pause after connect errors (loadtests.client)

@@ -21,7 +21,9 @@ The error taxonomy, drawn once::
         ├── http_5xx        any 5xx (and any other non-2xx status)
         ├── stream_error    an SSE ``error`` object in the stream
         ├── truncated       the stream or body ended early (no ``[DONE]``, connection cut)
-        └── malformed       a data line or body that is not the JSON we expect
+        ├── malformed       a data line or body that is not the JSON we expect
+        └── interrupted     the run was stopped (Ctrl-C, SIGTERM) while the request was in
+                            flight; the record keeps what had arrived
 
 The record builder and the user call ``from_status`` / ``from_exception``; nothing else maps
 what happened onto an error type.
@@ -51,8 +53,11 @@ HTTP_5XX = "http_5xx"
 STREAM_ERROR = "stream_error"
 TRUNCATED = "truncated"
 MALFORMED = "malformed"
+INTERRUPTED = "interrupted"
 
-ERROR_TYPES = (CONNECT, TIMEOUT, HTTP_429, HTTP_4XX, HTTP_5XX, STREAM_ERROR, TRUNCATED, MALFORMED)
+ERROR_TYPES = (
+    CONNECT, TIMEOUT, HTTP_429, HTTP_4XX, HTTP_5XX, STREAM_ERROR, TRUNCATED, MALFORMED, INTERRUPTED,
+)  # fmt: skip
 UNKNOWN = "unknown"  # how reports count a failed record that carries no error type
 
 
