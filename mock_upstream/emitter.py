@@ -3,10 +3,13 @@
 A stream does not sleep in its own task per chunk. Its ``Emission`` puts its next deadline on
 the process's ``Emitter`` heap; the emitter keeps one ``call_at`` timer for the earliest
 deadline and, when it fires, serves every chunk due by then (deadline <= now + ``EARLY_S``: the
-half tick a timer of 1 ms resolution rounds by): stamp, write straight to the socket
-(``wire.Wire``), count, schedule that stream's next event. The stream's task wakes only when it
-must await something: a write while uvicorn has paused writing (then ``send`` drains first, as
-before), a cut, a stall, or the end (its last message goes through ``send``).
+half tick a timer of 1 ms resolution rounds by; each stream once per tick: what falls due
+meanwhile waits for the next tick, one loop iteration later, so a mock that is behind still
+answers its other requests):
+stamp, write straight to the socket (``wire.Wire``), count, schedule that stream's next event.
+The stream's task wakes only when it must await something: a write while uvicorn has paused
+writing (then ``send`` drains first, as before), a cut, a stall, or the end (its last message
+goes through ``send``).
 
 Timing is unchanged: every chunk has an absolute deadline on the monotonic clock (``start +
 TTFT`` for the first, then ``previous deadline + gap``, the gap scaled by the load model's
@@ -62,17 +65,17 @@ class Emitter:
     def _tick(self) -> None:
         heap = self.heap
         pop = heapq.heappop
-        monotonic = time.monotonic
         self.timer = None
         self.ticking = True
         try:
-            horizon = monotonic() + EARLY_S
-            while heap:
-                if heap[0][0] > horizon:
-                    horizon = monotonic() + EARLY_S  # writing took time: more may be due now
-                    if heap[0][0] > horizon:
-                        break
-                emission = pop(heap)[2]
+            # what is due as of now, each stream once: what falls due while writing, a stream's
+            # next chunk included, waits for the next tick, so the loop gets to its sockets
+            # between ticks even when the mock is behind
+            horizon = time.monotonic() + EARLY_S
+            due = []
+            while heap and heap[0][0] <= horizon:
+                due.append(pop(heap)[2])
+            for emission in due:
                 try:
                     emission.fire()
                 except Exception as exc:  # one broken stream must not stop the others

@@ -94,3 +94,26 @@ def test_a_failing_stream_does_not_stop_the_others() -> None:
         assert isinstance(broken.failed, RuntimeError) and fine.failed is None
 
     _run(body)
+
+
+def test_a_mock_that_is_behind_still_gets_to_its_other_work() -> None:
+    """A stream that is always overdue gets one chunk per tick; the loop runs in between."""
+    log: list = []
+
+    class _Behind(_Fake):
+        def fire(self) -> None:
+            super().fire()
+            assert self.emitter is not None
+            self.due = time.monotonic() - 1.0  # overdue again at once
+            self.emitter.push(self.due, self)
+
+    async def body(loop) -> None:
+        emitter = _Counting(loop)
+        behind = _Behind("behind", log)
+        behind.emitter, behind.due = emitter, time.monotonic()
+        emitter.push(behind.due, behind)
+        await asyncio.sleep(0.05)  # returns only if the ticks leave the loop room to run
+        assert emitter.ticks == len(log) > 1  # one chunk per tick, many ticks
+        emitter.heap.clear()
+
+    _run(body)
