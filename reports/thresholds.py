@@ -31,9 +31,12 @@ from relaybench.records import ERROR_TYPES, PERCENTILES, STAT_KEYS
 
 DISTRIBUTIONS = ("ttft_ms", "itl_ms", "e2e_ms", "first_token_lag_ms", "chunk_lag_ms")
 SCALARS = ("requests", "ok", "error_rate", "output_tokens", "output_tokens_per_s", "requests_per_s")
+# in summary.json only for runs with a client retry policy (reports.traffic)
+RETRY_SCALARS = ("retry_amplification", "user_error_rate", "attempt_error_rate")
 
 TARGET_METRICS: tuple[str, ...] = (
     *SCALARS,
+    *RETRY_SCALARS,
     *(f"errors.{kind}" for kind in ERROR_TYPES),
     *(f"{dist}.{stat}" for dist in DISTRIBUTIONS for stat in STAT_KEYS),
 )

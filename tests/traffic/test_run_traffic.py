@@ -183,6 +183,15 @@ def test_seed_policy_honours_retry_after_on_429(mock, tmp_path: Path) -> None:
     assert s["user_error_rate"] == 1.0 and s["attempt_error_rate"] == 1.0
     assert s["attempts_per_request"] == {"4": len(recs)}
     assert (tmp_path / "run" / "retry_amplification.png").is_file()
+    limits = tmp_path / "limits.toml"
+    limits.write_text('[direct]\n"retry_amplification" = "<= 1.5"\n"user_error_rate" = "<= 1"\n')
+    gate = subprocess.run(
+        [*RELAYBENCH, "gate", str(tmp_path / "run"), "--thresholds", str(limits)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert gate.returncode == 1, gate.stdout + gate.stderr
+    assert "FAIL  direct  retry_amplification" in gate.stdout
+    assert "PASS  direct  user_error_rate" in gate.stdout
 
 
 def test_503_full_jitter_within_the_caps(mock, tmp_path: Path) -> None:
