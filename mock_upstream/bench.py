@@ -42,7 +42,7 @@ import httpx
 import orjson
 import psutil
 
-from relaybench.procs import ServerProcess
+from relaybench.procs import ServerProcess, owned_child, owned_command
 
 _MARK = b'"delta":{"content":"'  # starts every content chunk (never the role chunk)
 _DONE = b"data: [DONE]"
@@ -230,21 +230,26 @@ def _eager(
 ) -> dict[str, float]:
     """``wrk`` holds ``streams`` connections, each asking again as soon as its stream ends."""
     rss_before = mock.rss()
-    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+    with (
+        tempfile.NamedTemporaryFile("w", suffix=".lua") as script,
+        tempfile.TemporaryFile() as errors,
+    ):
         script.write(_LUA % _BODY.decode())
         script.flush()
         length = warmup + duration + 5  # stopped by us once measured
         cmd = ["wrk", "-t1", f"-c{streams}", f"-d{length:.0f}s", "--timeout", f"{length:.0f}s"]
-        wrk = subprocess.Popen(
-            [*cmd, "-s", script.name, url + "/v1/chat/completions"],
+        wrk = subprocess.Popen(  # owned: it ends with us, even if we are killed
+            owned_command([*cmd, "-s", script.name, url + "/v1/chat/completions"]),
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=errors,
+            **owned_child(),
         )
         try:
-            proc = psutil.Process(wrk.pid)
+            proc = psutil.Process(wrk.pid)  # the launcher execs wrk: the same process
             time.sleep(warmup)
             if wrk.poll() is not None:
-                raise RuntimeError(f"wrk exited early: {wrk.stderr.read().decode().strip()}")
+                errors.seek(0)
+                raise RuntimeError(f"wrk exited early: {errors.read().decode().strip()}")
 
             def sleep_until(until: float) -> None:
                 time.sleep(max(0.0, until - time.monotonic()))
