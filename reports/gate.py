@@ -33,6 +33,7 @@ from relaybench.errors import UsageError
 from relaybench.records import PERCENTILES
 from reports.records import Records, load_records
 from reports.samples import Sample, select
+from reports.shape import differences
 from reports.significance import Interval, mann_whitney, percentile_diff_ci
 from reports.thresholds import DISTRIBUTIONS, Check, Thresholds
 
@@ -45,6 +46,7 @@ class Run:
 
     path: Path
     summary: dict
+    meta: dict = field(default_factory=dict)  # run.json ({} when absent or unreadable)
     _records: Records | None = field(default=None, repr=False)
 
     @property
@@ -92,7 +94,15 @@ def open_run(path: Path | str, role: str = "run") -> Run:
         raise UsageError(f"{role} {summary_path} has no 'health' block: not a relaybench summary")
     if sum(int(t.get("requests") or 0) for t in summary["targets"].values()) == 0:
         raise UsageError(f"{role} {path} is an empty run: no request was recorded")
-    return Run(path=path, summary=summary)
+    return Run(path=path, summary=summary, meta=_read_meta(path / "run.json"))
+
+
+def _read_meta(path: Path) -> dict:
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
 
 
 def _build_summary(path: Path, role: str) -> dict:
@@ -150,6 +160,7 @@ class GateReport:
 @dataclass(frozen=True)
 class GateOptions:
     allow_degraded: bool = False
+    allow_shape_mismatch: bool = False
     confidence: float = 0.95
     n_boot: int = 2000
     seed: int = 0
@@ -164,6 +175,8 @@ def evaluate(
     """Every check of ``thresholds`` against ``run``; raises UsageError for unusable input."""
     options = options or GateOptions()
     _validate(thresholds, run, baseline)
+    if baseline is not None and thresholds.needs_baseline and not options.allow_shape_mismatch:
+        _same_shape(run, baseline)
     results = [_health(run, "run", options.allow_degraded)]
     if baseline is not None and thresholds.needs_baseline:
         results.append(_health(baseline, "baseline", options.allow_degraded))
@@ -194,6 +207,18 @@ def _validate(thresholds: Thresholds, run: Run, baseline: Run | None) -> None:
     if baseline is not None:
         for target in dict.fromkeys(c.target for c in relative):
             baseline.entry(target, "baseline")
+
+
+def _same_shape(run: Run, baseline: Run) -> None:
+    """Refuse a baseline measured under another scenario or load: its change is not the code's."""
+    material = [d for d in differences(baseline.meta, run.meta) if d.material]
+    if material:
+        raise UsageError(
+            f"baseline {baseline.path} and run {run.path} are not the same shape: "
+            + "; ".join(d.text() for d in material)
+            + " (baseline vs run); record the baseline with the run's scenario and load, "
+            "or pass --allow-shape-mismatch to gate anyway"
+        )
 
 
 def _health(run: Run, role: str, allow: bool) -> Result:

@@ -14,6 +14,7 @@ from pathlib import Path
 from relaybench.cliargs import Parser, bounded
 from relaybench.errors import UsageError
 from reports.gate import GateOptions, GateReport, Result, evaluate, format_value, open_run
+from reports.shape import differences
 from reports.thresholds import load_thresholds
 
 
@@ -30,6 +31,12 @@ def build_parser() -> Parser:
         "--allow-degraded",
         action="store_true",
         help="gate a degraded run anyway instead of failing it as inconclusive",
+    )
+    parser.add_argument(
+        "--allow-shape-mismatch",
+        action="store_true",
+        help="use a baseline whose scenario or load (users, rate, steps, peak multiple) differs "
+        "from the run's (refused by default: exit 2)",
     )
     parser.add_argument("--junit", type=Path, help="write JUnit XML here")
     parser.add_argument("--markdown", type=Path, help="write a markdown report here")
@@ -53,11 +60,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     baseline = open_run(args.baseline, "baseline") if args.baseline else None
     options = GateOptions(
         allow_degraded=args.allow_degraded,
+        allow_shape_mismatch=args.allow_shape_mismatch,
         confidence=args.confidence,
         n_boot=args.resamples,
         seed=args.seed,
     )
     report = evaluate(thresholds, run, baseline, options)
+    if baseline is not None and thresholds.needs_baseline and args.allow_shape_mismatch:
+        shown = "; ".join(d.text() for d in differences(baseline.meta, run.meta) if d.material)
+        if shown:
+            print(f"note: baseline vs run differ in {shown}: gated anyway (--allow-shape-mismatch)")
     print(render_text(report))
     markdown = render_markdown(report)
     if args.junit:

@@ -12,8 +12,17 @@ slo_ttft_ms = 1000               # settings: plain numbers / strings, not limits
 "goodput_pct" = ">= 95"
 ```
 
-A limit is a string ``"<OP> <NUMBER>"`` with OP ``<=`` or ``>=``; a trailing ``%`` makes it
-relative (``"<= +10%"``: at most 10 % above the baseline; ``">= -5%"``: at most 5 % below).
+A limit is a string ``"<OP> <NUMBER>"`` with OP ``<=`` or ``>=``. The sign before a percent
+decides what the percent is:
+
+- ``"<= +10%"`` / ``">= -5%"`` (a ``+`` or ``-`` sign, then ``%``): **relative** to the same metric
+  of the same target in ``--baseline`` (at most 10 % above it; at most 5 % below it).
+- ``"<= 1%"`` (no sign, then ``%``): **absolute**, in percent of the metric's own scale: on
+  ``error_rate`` (a fraction 0..1) it is the fraction 0.01; on a ``*_pct`` metric (already in
+  percent, e.g. ``goodput_pct``) it is 1. On any other metric (milliseconds, counts, rates) a
+  percent has no absolute meaning and is refused, naming the signed form.
+- ``"<= 800"`` (no ``%``): absolute, in the metric's unit.
+
 TOML allows a key once per table, so a metric with two limits takes a list:
 ``"ttft_ms.p95" = ["<= 800", "<= +15%"]``.
 Every mistake is a ``UsageError`` (exit 2) naming the file, the table and the key.
@@ -60,7 +69,9 @@ DERIVED_TABLE = "derived"
 _SETTING_TARGETS = ("direct_target", "relay_target", "buffered_target")
 _SETTING_NUMBERS = ("slo_ttft_ms", "slo_e2e_ms")
 
-_LIMIT = re.compile(r"^(?P<op><=|>=)\s*(?P<num>\S+?)\s*(?P<pct>%?)$")
+_LIMIT = re.compile(r"^(?P<op><=|>=)\s*(?P<num>(?P<sign>[+-]?)[^\s%]+)\s*(?P<pct>%?)$")
+# metrics that are a fraction 0..1: an unsigned percent on them means that fraction
+FRACTION_METRICS = ("error_rate", "user_error_rate", "attempt_error_rate")
 
 
 @dataclass(frozen=True)
@@ -133,7 +144,14 @@ def parse_thresholds(text: str, path: Path | str = "<thresholds>") -> Thresholds
             settings, derived_checks = _parse_derived(path, entries)
             checks += derived_checks
         else:
+            _refuse_nested(path, table, entries)
             for key, value in entries.items():
+                if f"{table}.{key}" in TARGET_METRICS:
+                    raise UsageError(
+                        f"{path}: {table}.{key} outside any [TARGET] table: TOML read the "
+                        f"unquoted dotted key as table [{table}]; put it under its target's "
+                        f'table and quote it: [relay] "{table}.{key}" = {_toml_value(value)}'
+                    )
                 checks += [
                     _parse_check(path, table, key, v, TARGET_METRICS) for v in _limits(value)
                 ]
@@ -145,6 +163,7 @@ def parse_thresholds(text: str, path: Path | str = "<thresholds>") -> Thresholds
 def _parse_derived(path: Path, entries: dict) -> tuple[DerivedSettings, list[Check]]:
     values: dict[str, object] = {}
     checks: list[Check] = []
+    _refuse_nested(path, DERIVED_TABLE, entries)
     for key, value in entries.items():
         if key in _SETTING_TARGETS:
             if not isinstance(value, str) or not value:
@@ -173,6 +192,33 @@ def _parse_derived(path: Path, entries: dict) -> tuple[DerivedSettings, list[Che
             "(and optionally slo_e2e_ms) to the same table"
         )
     return settings, checks
+
+
+def _refuse_nested(path: Path, table: str, entries: dict) -> None:
+    """TOML reads an unquoted dotted key (``ttft_ms.p95 = ...``) as nested tables: say so."""
+    leaves = [leaf for key, value in entries.items() if isinstance(value, dict)
+              for leaf in _flatten(key, value)]  # fmt: skip
+    if not leaves:
+        return
+    quoted = "; ".join(f'"{dotted}" = {_toml_value(leaf)}' for dotted, leaf in leaves)
+    raise UsageError(
+        f"{path}: [{table}] {', '.join(d for d, _ in leaves)}: TOML reads an unquoted dotted key "
+        f"as nested tables, so the metric name is lost; quote the key: {quoted}"
+    )
+
+
+def _flatten(prefix: str, value: object):
+    if isinstance(value, dict):
+        for part, inner in value.items():
+            yield from _flatten(f"{prefix}.{part}", inner)
+    else:
+        yield prefix, value
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return f'"{value}"' if isinstance(value, str) else str(value)
 
 
 def _limits(value: object) -> list[object]:
@@ -205,7 +251,9 @@ def _parse_check(path: Path, table: str, key: str, value: object, known: tuple[s
         raise UsageError(f"{where} = {value!r}: {match['num']!r} is not a number") from None
     if number != number or number in (float("inf"), float("-inf")):
         raise UsageError(f"{where} = {value!r}: the limit must be a finite number")
-    relative = bool(match["pct"])
+    percent, relative = bool(match["pct"]), bool(match["pct"] and match["sign"])
+    if percent and not relative:
+        number = _absolute_percent(where, value, key, number)
     return Check(
         target=table,
         metric=key,
@@ -213,4 +261,19 @@ def _parse_check(path: Path, table: str, key: str, value: object, known: tuple[s
         value=number / 100.0 if relative else number,
         relative=relative,
         text=value.strip(),
+    )
+
+
+def _absolute_percent(where: str, value: str, key: str, number: float) -> float:
+    """An unsigned percent: a fraction on ``error_rate``, the number itself on ``*_pct``."""
+    if key in FRACTION_METRICS:
+        return number / 100.0
+    if key.split(".", 1)[0].endswith("_pct"):
+        return number
+    signed = value.strip().replace(" ", "")
+    signed = signed[:2] + " +" + signed[2:]
+    raise UsageError(
+        f"{where} = {value!r}: an unsigned percent is an absolute limit, and {key} is not a "
+        f"fraction or a percentage; for a change relative to --baseline write the sign: "
+        f"{signed!r} (or give the limit in {key}'s own unit)"
     )
