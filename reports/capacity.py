@@ -125,7 +125,8 @@ def plan(
     ``axis`` is ``(column, unit)`` of the load when it is neither users nor an asked rate (a
     search along a trace's rate scale); ``steps`` may carry ``meets`` (a verdict decided
     elsewhere, e.g. a search's, with its intervals) instead of the point-estimate rule.
-    ``servers`` maps a target to its ``summary.json`` ``server`` block (where it has one)."""
+    ``servers`` maps each relay target to its ``summary.json`` ``server`` block (where it has
+    one): the relay's CPU and RSS per replica."""
     target = choose_target(names, inp.target)
     load, unit = axis or (("rate", "req/s asked") if open_loop else ("users", "users"))
     out: dict = {
@@ -150,6 +151,15 @@ def plan(
     out["littles_law"] = None if open_loop or load != "users" else _littles_law(rows)
     out["flags"] = _flags(out, unit)
     out["resources"] = _resources((servers or {}).get(target), out["replicas"])
+    if (
+        target in (servers or {})
+        and not out["resources"]
+        and (out["replicas"] or {}).get("replicas")
+    ):
+        out["notes"].append(
+            "No server samples of the relay in this folder, so its CPU and memory per replica "
+            "are unknown (relaybench run and search sample the relay they start)."
+        )
     out["cost"] = _cost(out["replicas"], inp, mean_output_tokens)
     return out
 

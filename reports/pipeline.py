@@ -56,6 +56,7 @@ def analyse(run_dir: Path, plan_input: PlanInput | None = None) -> Analysis:
     steps = per_step(folder) if is_step_run(folder) else pd.DataFrame()
     series = per_second(folder)
     capacity = None
+    relays = [n for n in summary["targets"] if is_relay(n, folder.target_meta(n))]
     if len(steps) or plan_input is not None:
         capacity = plan(
             steps,
@@ -64,7 +65,7 @@ def analyse(run_dir: Path, plan_input: PlanInput | None = None) -> Analysis:
             names=list(summary["targets"]),
             open_loop=bool(folder.frame["intended_ns"].notna().any()),
             mean_output_tokens=_mean_output_tokens(folder),
-            servers={name: t.get("server") for name, t in summary["targets"].items()},
+            servers={n: summary["targets"][n].get("server") for n in relays},
         )
     return Analysis(folder, summary, series, errors_per_second(folder), steps, capacity)
 

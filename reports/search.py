@@ -151,7 +151,7 @@ def search_plan(doc: dict, name: str, inp: PlanInput | None = None) -> dict | No
         open_loop=axis != "users",
         mean_output_tokens=_mean_tokens(steps),
         axis=(axis, doc.get("unit") or axis) if axis == "rate_scale" else None,
-        servers={name: _capacity_server(doc, name)},
+        servers={name: _capacity_server(doc, name)} if entry.get("kind") == "relay" else None,
     )
     out["slo_text"] = _slo_text(slo)
     out["search_status"] = entry.get("status")

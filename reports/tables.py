@@ -79,6 +79,16 @@ def errors_rows(summary: dict) -> Table | None:
     return ["target", *kinds], rows
 
 
+def causes_rows(summary: dict) -> Table | None:
+    """Per target, the top causes of its failed requests (summary.json ``error_causes``)."""
+    rows = [
+        [name, fmt(c["count"]), c["cause"]]
+        for name, t in summary["targets"].items()
+        for c in t.get("error_causes") or []
+    ]
+    return (["target", "failed requests", "cause"], rows) if rows else None
+
+
 def overhead_rows(summary: dict) -> Table | None:
     overhead = summary.get("overhead") or {}
     if not overhead:
@@ -159,6 +169,25 @@ def response_time_rows(summary: dict) -> Table | None:
     return header, rows
 
 
+def slo_verdict(t: dict, slo: dict | None) -> str:
+    """One target's verdict: ``PASS``, ``FAIL: <what missed>`` or ``no SLO set`` (the report's
+    verdict table and ``relaybench run``'s exit code both read it)."""
+    slo = slo or {}
+    limit_ms, limit_err = slo.get("ttft_ms_p95"), slo.get("error_rate")
+    p95 = _stat(t.get("ttft_ms"), "p95")
+    error_rate = t.get("error_rate")
+    if limit_ms is None and limit_err is None:
+        return "no SLO set"
+    if p95 is None:
+        return "FAIL: no successful request"
+    misses = []
+    if limit_ms is not None and p95 > limit_ms:
+        misses.append("TTFT p95")
+    if limit_err is not None and error_rate is not None and error_rate > limit_err:
+        misses.append("error rate")
+    return "FAIL: " + ", ".join(misses) if misses else "PASS"
+
+
 def verdict_rows(summary: dict, slo: dict | None) -> Table:
     """Per target: TTFT p95 and error rate against the run's SLOs, and the verdict."""
     header = ["target", "TTFT p95 ms", "SLO p95 ms", "error rate", "SLO error rate", "verdict"]
@@ -168,17 +197,7 @@ def verdict_rows(summary: dict, slo: dict | None) -> Table:
     for name, t in summary["targets"].items():
         p95 = _stat(t.get("ttft_ms"), "p95")
         error_rate = t.get("error_rate")
-        if limit_ms is None and limit_err is None:
-            verdict = "no SLO set"
-        elif p95 is None:
-            verdict = "FAIL: no successful request"
-        else:
-            misses = []
-            if limit_ms is not None and p95 > limit_ms:
-                misses.append("TTFT p95")
-            if limit_err is not None and error_rate is not None and error_rate > limit_err:
-                misses.append("error rate")
-            verdict = "FAIL: " + ", ".join(misses) if misses else "PASS"
+        verdict = slo_verdict(t, slo)
         rows.append(
             [
                 name,
@@ -279,11 +298,6 @@ def plan_sentences(plan: dict) -> list[str]:
             + (f"; for the fleet ≈ {fmt(res['fleet_cores'], 2)} cores and "
                f"{fmt(res['fleet_rss_mb'], 0)} MiB." if "fleet_rss_mb" in res else ".")
         )  # fmt: skip
-    elif rep and rep.get("replicas"):
-        out.append(
-            "No server samples in this folder, so the relay's CPU and memory per replica are "
-            "unknown (relaybench run/search record them when they start the relay)."
-        )
     little = plan.get("littles_law") or []
     if little:
         bad = [row for row in little if not row["consistent"]]
@@ -359,7 +373,7 @@ def metadata_lines(meta: dict, run: dict) -> list[tuple[str, str]]:
     versions = env.get("versions") or {}
     lines = [
         ("command", f"`{run.get('command') or '–'}`"),
-        ("scenario", f"{run['scenario']} {_compact(meta.get('scenario_params'))}"),
+        ("scenario", f"{run['scenario']}: {_compact(_without(meta.get('scenario_params')))}"),
         ("started", str(run["started_at"])),
         ("duration per target", f"{fmt(run.get('duration_s'))} s"),
         ("users", str(meta.get("users", "–"))),
@@ -371,18 +385,38 @@ def metadata_lines(meta: dict, run: dict) -> list[tuple[str, str]]:
         ("versions", ", ".join(f"{k} {v}" for k, v in versions.items()) or "–"),
     ]  # fmt: skip
     for name, t in (meta.get("targets") or {}).items():
-        lines.append((f"target {name}", f"{t.get('kind')} {t.get('url')} stream={t.get('stream')}"))
+        mode = "streaming" if t.get("stream") else "buffered (stream: false)"
+        lines.append((f"target {name}", f"{t.get('kind') or 'external'}, {t.get('url')}, {mode}"))
     return lines
 
 
 def _compact(value) -> str:
-    if not value:
+    """Settings as text a person reads: ``users 10, duration 30 s, open loop no``; unset
+    values (None) are left out rather than printed as ``None``."""
+    if value is None or value == {} or value == []:
         return "–"
     if isinstance(value, dict):
-        return ", ".join(
-            f"{k}={_compact(v) if isinstance(v, dict) else v}" for k, v in value.items()
-        )
+        parts = [f"{_label(k)} {_compact(v)}" for k, v in value.items() if v is not None]
+        return ", ".join(parts) or "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list | tuple):
+        return "–".join(_compact(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
     return str(value)
+
+
+def _without(params: dict | None, key: str = "scenario") -> dict | None:
+    return {k: v for k, v in params.items() if k != key} if isinstance(params, dict) else params
+
+
+def _label(key: str) -> str:
+    """``duration_s`` -> ``duration (s)``, ``open_loop`` -> ``open loop``."""
+    for unit in ("_ms", "_s"):
+        if key.endswith(unit):
+            return f"{key[: -len(unit)].replace('_', ' ')} ({unit[1:]})"
+    return key.replace("_", " ")
 
 
 @dataclass
@@ -415,6 +449,7 @@ class Report:
     metadata: list[tuple[str, str]]
     folder: str
     charts: dict[str, Path] = field(default_factory=dict)  # CHART_TITLES key -> PNG
+    causes: Table | None = None  # the top causes of failed requests per target
 
 
 def build_report(
@@ -436,6 +471,7 @@ def build_report(
         calibration_sentence=calibration_sentence(summary),
         response=response_time_rows(summary),
         errors=errors_rows(summary),
+        causes=causes_rows(summary),
         plan=plan_tables(plan) if plan else None,
         metadata=metadata_lines(meta, summary["run"]),
         folder=folder,

@@ -335,7 +335,6 @@ class _Search:
 
         servers = BenchServers(self.mock, relay_args)
         try:
-            print("starting the mock upstream and the relay ...", flush=True)
             servers.start()
             assert servers.mock is not None
             targets = {t.name: t for t in default_targets(servers)}
