@@ -41,6 +41,7 @@ EARLY_S = 0.0005
 # what a stream's task is woken for: (SEND, data, then) | (CUT,) | (STALL,) | (END,)
 SEND, CUT, STALL, END = "send", "cut", "stall", "end"
 _CHUNK, _KEEPALIVE = 0, 1
+_PREFIXES = 64  # chunk prefixes kept per stream: one per token of the vocabulary fits
 
 
 class Emitter:
@@ -250,7 +251,9 @@ class Emission:
         body = self.bodies[j]
         prefix = self.prefixes.get(body)
         if prefix is None:
-            prefix = self.prefixes[body] = self.templates.content_prefix(body)
+            prefix = self.templates.content_prefix(body)
+            if len(self.prefixes) < _PREFIXES:
+                self.prefixes[body] = prefix
         now = time.monotonic()
         ns = time.time_ns()
         data = b"%b%d%b" % (prefix, ns, self.templates.content_tail)
