@@ -151,6 +151,7 @@ def test_garbage_on_the_socket_does_not_break_the_server(mock_url: str) -> None:
         (["--fault-rate", "status:429=2"], "--fault-rate"),
         (["--max-queue", "-1"], "--max-queue"),
         (["--port", "70000"], "--port"),
+        (["--workers", "0"], "--workers"),
     ],
 )
 def test_bad_flag_values_are_usage_errors(args: list[str], message: str) -> None:
