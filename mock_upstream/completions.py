@@ -1,12 +1,14 @@
 """``POST /v1/chat/completions`` and ``POST /v1/completions``: a raw ASGI endpoint.
 
-Raw ASGI (not a StreamingResponse) so that each chunk is exactly one ``http.response.body``
-send and a client's ``http.disconnect`` is seen at once: a watcher task waits on ``receive()``
-and cancels the generating task the moment the client goes away.
+Raw ASGI (not a StreamingResponse) so that each chunk is exactly one write (one
+``http.response.body`` send, or one direct write by the emitter) and a client's
+``http.disconnect`` is seen at once: a watcher task waits on ``receive()`` and cancels the
+generating task the moment the client goes away.
 
 Timing: every chunk has an absolute deadline on the monotonic clock (``admitted + TTFT`` for the
-first, then ``previous deadline + gap``); we sleep until it on the loop's clock, stamp the chunk
-with ``time.time_ns()`` right before the write, and record ``monotonic() - deadline`` as lateness.
+first, then ``previous deadline + gap``); ``mock_upstream.emitter`` writes it when it is due,
+stamped with ``time.time_ns()`` right before the write, and records ``monotonic() - deadline``
+as lateness. Every request gets an entry in the request log (``mock_upstream.history``).
 """
 
 from __future__ import annotations
