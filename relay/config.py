@@ -29,7 +29,7 @@ from relaybench.errors import UsageError
 class RelayConfig:
     host: str = "127.0.0.1"
     port: int = 8080
-    upstream_url: str = "http://127.0.0.1:8000"
+    upstream_url: str = "http://127.0.0.1:8001"  # the mock's default port
     upstream_api_key: str = ""
     upstream_ca_file: Path | None = None  # https upstreams: trust this CA file, not the system's
     keys_file: Path | None = None
@@ -89,7 +89,7 @@ def _url(value: str) -> str:
 OPTIONS: list[tuple[str, str, Callable[[str], Any], str, str]] = [
     ("--host", "host", str, "127.0.0.1", "interface to listen on"),
     ("--port", "port", port, "8080", "port to listen on (0: OS-chosen)"),
-    ("--upstream-url", "upstream_url", _url, "http://127.0.0.1:8000", "OpenAI-compatible base"),
+    ("--upstream-url", "upstream_url", _url, "http://127.0.0.1:8001", "OpenAI-compatible base"),
     ("--upstream-api-key", "upstream_api_key", str, "", "provider key sent upstream"),
     ("--upstream-ca-file", "upstream_ca_file", Path, "", "CA file for an https upstream"),
     ("--keys-file", "keys_file", Path, "", "JSON keys file (hashes + plans)"),
