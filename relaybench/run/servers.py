@@ -39,7 +39,7 @@ class MockSettings:
     output_tokens: int = 150  # when a request sets no max_tokens
     seed: int = 1
     from_max_tokens: bool = True  # answer exactly max_tokens: the seeded length distribution
-    max_concurrency: int = 40  # 0: unlimited
+    max_concurrency: int = 48  # 0: unlimited
     max_queue: int | None = None  # None: unbounded; beyond it, 429
     slowdown_per_stream: float = 0.01
     slowdown_after: int = 8
