@@ -136,7 +136,7 @@ def test_concurrency_refusals_leave_the_minute_budget_intact(relay, keys_file, k
         try:
             assert all(response.status_code == 200 for response in opened)
             charged = int(opened[-1].headers["x-ratelimit-remaining"])
-            assert charged == 25
+            assert charged >= 25  # 30 a minute, 5 used (one more back every 2 s)
             for _ in range(20):
                 refused = client.post(url, content=kit.chat(), headers={"X-API-Key": key})
                 assert refused.status_code == 429
