@@ -26,6 +26,9 @@ from relaybench.sse import SSEDecoder
 _USAGE = b'"usage"'
 _EMPTY_CHOICES = (b'"choices":[]', b'"choices": []')
 _LF = 0x0A
+# A block held this long without its blank line is no SSE event: the upstream is broken (and
+# the relay does not hold unbounded memory for it).
+MAX_EVENT_BYTES = 1024 * 1024
 
 
 class StreamFilter:
@@ -43,6 +46,11 @@ class StreamFilter:
         """The bytes to send for ``chunk``: every block it completed, except a stripped usage."""
         buf, ends = self._blocks.scan(chunk)
         if not ends:
+            if len(buf) > MAX_EVENT_BYTES:
+                raise UpstreamBroken(
+                    f"the upstream sent over {MAX_EVENT_BYTES} bytes without ending an event",
+                    code="upstream_malformed",
+                )
             return b""
         plain = b"\r" not in buf  # else lines may end in CR: decode every block
         dropped: list[tuple[int, int]] = []

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from relay.errors import UpstreamBroken
-from relay.streaming import StreamFilter
+from relay.streaming import MAX_EVENT_BYTES, StreamFilter
 
 CONTENT = b'data: {"choices":[{"delta":{"content":"hi"}}],"usage":null}\n\n'
 USAGE = b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":5}}\n\n'
@@ -104,3 +104,11 @@ def test_any_chunking_forwards_the_same_bytes(eol, strip, cuts):
     stream_filter.finish()
     assert out == expected
     assert stream_filter.usage == {"prompt_tokens": 3, "completion_tokens": 5}
+
+
+def test_an_event_that_never_ends_is_malformed_not_held_forever():
+    stream_filter = StreamFilter(strip_usage=True)
+    assert stream_filter.feed(b'data: {"x": "' + b"a" * (MAX_EVENT_BYTES // 2)) == b""
+    with pytest.raises(UpstreamBroken) as info:
+        stream_filter.feed(b"a" * (MAX_EVENT_BYTES // 2 + 100))
+    assert info.value.code == "upstream_malformed"
