@@ -148,7 +148,7 @@ SERVER_PANELS = [
     ("server RSS (MiB)", ("rss_mb",)),
     ("active streams", ("active_streams",)),
     ("upstream pool\nbusy / idle", ("pool_busy", "pool_idle")),
-    ("upstream TTFB\np95 (ms)", ("upstream_ttfb_p95_ms",)),
+    ("upstream TTFB (ms)\np95 / mean", ("upstream_ttfb_p95_ms", "upstream_ttfb_mean_ms")),
     ("rate-limited/s", ("rate_limited_per_s",)),
     ("mock queue", ("queued",)),
     ("mock lateness p99\n(ms, cumulative)", ("lateness_p99_ms",)),

@@ -7,8 +7,9 @@ Parsing is ``prometheus_client``'s own parser. Between two snapshots ``interval`
   counter that went down was reset (a restart), so its increase is its new value, as in
   Prometheus's ``rate()``;
 - ``quantiles``: each histogram's p50/p95/p99 over *this interval only*, from the difference of
-  its cumulative buckets, interpolated inside the bucket as ``histogram_quantile`` does, plus
-  ``count`` (observations in the interval). No observation → no quantile.
+  its cumulative buckets, interpolated inside the bucket as ``histogram_quantile`` does (so no
+  finer than the buckets), plus ``count`` and the exact ``mean`` (from ``_sum``) of the
+  interval's observations. No observation → no quantile.
 
 Series keys are the sample name with its labels, sorted: ``relay_requests_total{route="/v1",
 status="200"}``; a histogram's key has no ``le``.
@@ -149,13 +150,13 @@ def interval(before: Snapshot | None, now: Snapshot, seconds: float) -> dict[str
         out["rates"][key] = _increase(before.counters.get(key), value) / seconds
     for key, hist in now.histograms.items():
         previous = before.histograms.get(key)
-        delta = hist.cumulative
+        delta, total = hist.cumulative, hist.sum
         if previous is not None and np.array_equal(previous.bounds, hist.bounds):
             diff = hist.cumulative - previous.cumulative
             if not (diff < 0).any():  # a reset shows as a drop: then the new counts are all new
-                delta = diff
+                delta, total = diff, hist.sum - previous.sum
         count = float(delta[-1]) if delta.size else 0.0
-        block: dict[str, float | None] = {"count": count}
+        block: dict[str, float | None] = {"count": count, "mean": total / count if count else None}
         for label, q in QUANTILES.items():
             block[label] = bucket_quantile(q, hist.bounds, delta)
         out["quantiles"][key] = block

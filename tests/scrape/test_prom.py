@@ -35,6 +35,7 @@ AFTER = (
     .replace('le="1.0"} 20', 'le="1.0"} 120')
     .replace('le="+Inf"} 20', 'le="+Inf"} 120')
     .replace("_count 20", "_count 120")
+    .replace("_sum 0.9", "_sum 55.9")
 )
 
 
@@ -51,6 +52,7 @@ def test_histogram_quantiles_come_from_this_interval_only() -> None:
     values = prom.interval(prom.parse(BEFORE), prom.parse(AFTER), 2.0)
     block = values["quantiles"]["relay_upstream_first_byte_seconds"]
     assert block["count"] == 100
+    assert block["mean"] == pytest.approx(0.55)  # exact, from _sum: (55.9 - 0.9) / 100
     # 100 observations spread over (0.1, 1.0]: linear interpolation inside the bucket
     assert block["p50"] == pytest.approx(0.1 + 0.9 * 0.50)
     assert block["p95"] == pytest.approx(0.1 + 0.9 * 0.95)
@@ -63,7 +65,7 @@ def test_histogram_quantiles_come_from_this_interval_only() -> None:
 def test_interval_without_observations_has_no_quantile() -> None:
     snap = prom.parse(BEFORE)
     block = prom.interval(snap, snap, 1.0)["quantiles"]["relay_upstream_first_byte_seconds"]
-    assert block == {"count": 0.0, "p50": None, "p95": None, "p99": None}
+    assert block == {"count": 0.0, "mean": None, "p50": None, "p95": None, "p99": None}
 
 
 def test_a_counter_that_went_down_was_reset_and_counts_from_zero() -> None:
