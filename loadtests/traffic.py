@@ -182,8 +182,8 @@ class Attempts:
         self.waits: list[float] = []
 
     def ended(self, rec: dict[str, Any], retry_after: str | None) -> float | None:
-        """The attempt that ``rec`` describes is over: seconds to wait before the next one, or
-        None (the user request ends with ``rec``, which then carries every attempt)."""
+        """The attempt that ``rec`` describes is over: ``rec`` now lists every attempt so far;
+        returns the seconds to wait before the next one, or None (the user request ends)."""
         if self._rng is None:
             return None
         self.status.append(rec["status"] or 0)
@@ -195,16 +195,14 @@ class Attempts:
             content=rec["content_chunks"] > 0,
             retry_after_s=retry.parse_retry_after(retry_after, time.time()),
         )
-        wait = retry.next_wait(self.policy, len(self.status), outcome, self._rng)
-        if wait is None:
-            rec.update(
-                attempts=len(self.status),
-                attempt_status=self.status,
-                attempt_error=self.errors,
-                attempt_start_ms=self.starts,
-                attempt_wait_ms=self.waits,
-            )
-        return wait
+        rec.update(  # every attempt so far: also right if the run stops during the next wait
+            attempts=len(self.status),
+            attempt_status=list(self.status),
+            attempt_error=list(self.errors),
+            attempt_start_ms=list(self.starts),
+            attempt_wait_ms=list(self.waits),
+        )
+        return retry.next_wait(self.policy, len(self.status), outcome, self._rng)
 
     def wait(self, seconds: float) -> None:
         """Sleep until the next attempt's deadline."""

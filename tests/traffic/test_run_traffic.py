@@ -153,15 +153,16 @@ def policy(tmp_path: Path, text: str) -> str:
     return str(p)
 
 
-def retry_run(mock, tmp_path: Path, fault: str, *policy_args: str) -> list[dict]:
+def retry_run(mock, tmp_path: Path, fault: str, *policy_args: str, users: int = 2) -> list[dict]:
     out = tmp_path / "run"
     done = run(
-        *("--target", f"direct={mock.url}", "--users", "2", "--duration", "1.5"),
+        *("--target", f"direct={mock.url}", "--users", str(users), "--duration", "1.5"),
         *("--max-tokens", "5", "--header", f"X-Mock-Fault:{fault}", *policy_args),
         *("--out", str(out)),
     )
     assert done.returncode in (0, 1), done.stderr
-    return records(out)
+    # a request still going when the run's window closed is written as 'interrupted'
+    return [r for r in records(out) if r["error"] != "interrupted"]
 
 
 def test_seed_policy_honours_retry_after_on_429(mock, tmp_path: Path) -> None:
@@ -179,9 +180,12 @@ def test_seed_policy_honours_retry_after_on_429(mock, tmp_path: Path) -> None:
             assert starts[k] - starts[k - 1] >= waits[k]
         assert r["e2e_ms"] >= starts[3]  # timed from the first attempt
     s = summary(tmp_path / "run")
-    assert s["retry_amplification"] == 4.0 and s["attempts"] == 4 * len(recs)
+    every = records(tmp_path / "run")  # 'interrupted' ones included: the summary counts them
+    assert s["attempts"] == sum(r["attempts"] for r in every)
+    assert s["retry_amplification"] == round(s["attempts"] / len(every), 6)
+    assert s["retry_amplification"] > 3
     assert s["user_error_rate"] == 1.0 and s["attempt_error_rate"] == 1.0
-    assert s["attempts_per_request"] == {"4": len(recs)}
+    assert s["attempts_per_request"]["4"] == len(recs)
     assert (tmp_path / "run" / "retry_amplification.png").is_file()
     limits = tmp_path / "limits.toml"
     limits.write_text('[direct]\n"retry_amplification" = "<= 1.5"\n"user_error_rate" = "<= 1"\n')
@@ -206,13 +210,16 @@ def test_503_full_jitter_within_the_caps(mock, tmp_path: Path) -> None:
 
 def test_a_cut_before_content_is_retried_after_content_never(mock, tmp_path: Path) -> None:
     knobs = policy(tmp_path, "base_s = 0.02\n")
-    before = retry_run(mock, tmp_path / "a", "disconnect-after:0", "--retry-policy", knobs)
-    assert before and all(r["attempts"] == 4 for r in before)
-    assert all(r["attempt_error"] == ["truncated"] * 4 for r in before)
+    before = retry_run(mock, tmp_path / "a", "disconnect-after:0", "--retry-policy", knobs, users=1)
+    # the run stops a target whose first 20 requests all failed: the request it cut is the last
+    done = [r for r in before if r["seq"] < max(r["seq"] for r in before)]
+    assert len(done) >= 5 and all(r["attempts"] == 4 for r in done)
+    assert all(r["attempt_error"] == ["truncated"] * 4 for r in done)
     after = retry_run(mock, tmp_path / "b", "disconnect-after:2", "--retry-policy", knobs)
     assert after and all(r["attempts"] == 1 and r["content_chunks"] == 2 for r in after)
     assert all(r["error"] == "truncated" for r in after)
-    assert summary(tmp_path / "b" / "run")["retry_amplification"] == 1.0
+    every = records(tmp_path / "b" / "run")
+    assert summary(tmp_path / "b" / "run")["attempts"] == sum(r["attempts"] for r in every)
 
 
 def test_no_policy_sends_once(mock, tmp_path: Path) -> None:
