@@ -9,7 +9,8 @@ fetched from outside) that the same hook adds to the UI's page; it polls
 
 The numbers are the run's own: ``LiveSeries`` reads the run folder's files incrementally — the
 records every Locust process of this target appends (``records/<target>.*.jsonl``, flushed at
-least every 0.5 s) and the server samples (``server/*.process.jsonl``) — so the tab shows what
+least every 0.5 s) and the server samples (``server/*.process.jsonl``, or a ``--scrape``
+endpoint's ``process_cpu_seconds_total`` where there is no PID) — so the tab shows what
 the report will be built from. Live bins are by arrival: a request counts in the second its
 first token (TTFT) or its end (done, errors, ITL) arrived, since the second it was *sent* is
 not complete until its slowest answer is. Only complete seconds are shown.
@@ -92,19 +93,29 @@ class LiveSeries:
         for path in sorted((self.run_dir / "records").glob(f"{self.target}.*.jsonl")):
             for line in self._new_lines(path):
                 self._add_record(line)
-        for path in sorted((self.run_dir / "server").glob("*.process.jsonl")):
-            server = path.name.removesuffix(".process.jsonl")
-            for line in self._new_lines(path):
-                try:
-                    row = orjson.loads(line)
-                    cpu = row["gauges"]["cpu_pct"]
-                except (orjson.JSONDecodeError, KeyError, TypeError):
-                    continue  # a gap line, or a torn one
-                self.cpu[server][self._second(row["time_ns"])] = float(cpu)
+        self._read_cpu()
         oldest = self._second(time.time_ns()) - WINDOW_S
         for table in (self.seconds, self.users, *self.cpu.values()):
             for second in [s for s in table if s < oldest]:
                 del table[second]
+
+    def _read_cpu(self) -> None:
+        """Each server's CPU %: its process samples, else its exported process metrics."""
+        folder = self.run_dir / "server"
+        pids = {p.name.removesuffix(".process.jsonl"): p for p in folder.glob("*.process.jsonl")}
+        sources = [(p, server, "gauges", "cpu_pct", 1.0) for server, p in pids.items()]
+        for path in folder.glob("*.metrics.jsonl"):
+            server = path.name.removesuffix(".metrics.jsonl")
+            if server not in pids:
+                sources.append((path, server, "rates", "process_cpu_seconds_total", 100.0))
+        for path, server, group, key, scale in sorted(sources):
+            for line in self._new_lines(path):
+                try:
+                    row = orjson.loads(line)
+                    cpu = float(row[group][key]) * scale
+                except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                    continue  # a gap line, a torn one, or a sample without that series
+                self.cpu[server][self._second(row["time_ns"])] = round(cpu, 2)
 
     def _add_record(self, line: bytes) -> None:
         try:

@@ -42,6 +42,12 @@ def test_bins_by_arrival_and_reads_only_complete_lines(tmp_path: Path) -> None:
     server = tmp_path / "server" / "relay.process.jsonl"
     server.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in cpu))
 
+    metrics = [{"time_ns": t0 + 2 * S, "rates": {"process_cpu_seconds_total": 0.5}}]
+    metrics.append({"time_ns": t0 + 3 * S, "gauges": {"g": 1.0}})  # a first sample: no rates
+    for name in ("vllm", "relay"):  # relay has a PID: its process samples win
+        path_m = tmp_path / "server" / f"{name}.metrics.jsonl"
+        path_m.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in metrics))
+
     live = LiveSeries(tmp_path, "relay")
     assert live.snapshot()["seconds"] == []  # no time zero yet: nothing to show
     live.start(t0)
@@ -55,6 +61,8 @@ def test_bins_by_arrival_and_reads_only_complete_lines(tmp_path: Path) -> None:
     assert series["itl_p95"][at(1)] == pytest.approx(10 + 0.95 * 10)  # gaps 10 and 20 ms
     assert sum(series["requests_per_s"]) == 3  # other targets' files are not read; torn waits
     assert snap["cpu"]["relay"][at(3)] == 30.0  # the gap line is skipped
+    assert snap["cpu"]["relay"][at(2)] == 20.0  # not the relay's exported metrics
+    assert snap["cpu"]["vllm"][at(2)] == 50.0 and snap["cpu"]["vllm"][at(3)] is None
     assert snap["seconds"][-1] <= 10 - 1  # only complete seconds
     # the torn line completes: read once, from where the last read stopped
     with path.open("ab") as f:
