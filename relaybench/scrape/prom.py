@@ -100,7 +100,10 @@ def _histogram_sample(
     totals: dict[str, tuple[float, float]],
 ) -> None:
     if name == f"{family}_bucket" and "le" in labels:
-        bound = float(labels.pop("le"))
+        try:
+            bound = float(labels.pop("le"))
+        except ValueError:
+            raise NotPrometheus(f"not Prometheus text (bucket bound le of {name})") from None
         buckets.setdefault(series_key(family, labels), []).append((bound, value))
     elif name == f"{family}_count":
         key = series_key(family, labels)

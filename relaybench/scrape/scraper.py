@@ -276,7 +276,12 @@ class Scraper:
         wall, mono = time.time_ns(), time.monotonic_ns()
         try:
             values = source.poller.poll()
-        except PollFailed as exc:
+        except Exception as caught:  # whatever a server answers, its thread and the run go on
+            exc = (
+                caught
+                if isinstance(caught, PollFailed)
+                else PollFailed(f"unexpected {type(caught).__name__}: {caught}")
+            )
             with self._lock:
                 source.gaps += 1
                 first = source.first_error is None

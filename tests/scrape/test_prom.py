@@ -121,3 +121,9 @@ plain_value 3
 def test_anything_but_prometheus_text_is_refused_with_a_reason(body: str) -> None:
     with pytest.raises(prom.NotPrometheus, match=r"Prometheus|no metric"):
         prom.parse(body)
+
+
+def test_a_histogram_with_an_unreadable_bucket_bound_is_refused() -> None:
+    text = '# TYPE h histogram\nh_bucket{le="abc"} 1\nh_bucket{le="+Inf"} 1\nh_count 1\n'
+    with pytest.raises(prom.NotPrometheus, match="bucket bound"):
+        prom.parse(text)

@@ -250,3 +250,30 @@ def test_a_redis_is_timed_and_counted_and_its_loss_is_a_gap(tmp_path: Path, redi
     with gone:
         _wait_for(lambda: bool(warnings))
     assert "ConnectionError" in warnings[0]
+
+
+def test_an_unexpected_failure_inside_a_poll_is_a_gap_and_the_thread_goes_on(
+    tmp_path: Path, endpoint: FakeEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug-shaped failure (here: the parser raising something unforeseen) must not end the
+    source's thread: a gap with the error, then samples again once it stops."""
+    from relaybench.scrape import prom
+
+    real, calls = prom.parse, {"n": 0}
+
+    def flaky(text: str) -> prom.Snapshot:
+        calls["n"] += 1
+        if calls["n"] <= 2:
+            raise KeyError("surprise")
+        return real(text)
+
+    monkeypatch.setattr(prom, "parse", flaky)
+    warnings: list[str] = []
+    scraper = Scraper(tmp_path, interval_s=INTERVAL, warn=warnings.append)
+    scraper.add_prometheus("odd", endpoint.url)
+    path = tmp_path / "server" / "odd.metrics.jsonl"
+    with scraper:
+        _wait_for(lambda: any("gauges" in r for r in _lines(path)))
+    rows = _lines(path)
+    assert [r["gap"] for r in rows[:2]] == ["unexpected KeyError: 'surprise'"] * 2
+    assert "gauges" in rows[2] and len(warnings) == 1
