@@ -13,8 +13,8 @@ Locust, and the load generator can stamp each record with the step it was sent i
   a ramp to ``users``, a hold, a ramp down, and the baseline again.
 - ``spike``   — the baseline, then ``users`` all at once for a fifth of the run, then the baseline.
 - ``soak``    — a short ramp, then ``users`` held; meant for long durations (leaks, drift).
-- ``chat``    — ``users`` chat sessions in flight, each a closed loop of turns with think time
-  (``relaybench.traffic.sessions``).
+- ``chat``    — chat sessions in flight, each a closed loop of turns with think time
+  (``relaybench.traffic.sessions``); how many follows ``chat_shape`` (``steady``, ``peak``, …).
 - ``retry-storm`` — the ``peak`` shape; the run command sizes the mock so the peak overloads it.
 - ``trace``   — open loop on a trace file's arrivals (``relaybench.traffic.trace``).
 - ``constant`` / ``poisson`` — open loop: requests arrive at ``rate`` per second on a seeded
@@ -25,7 +25,7 @@ Locust, and the load generator can stamp each record with the step it was sent i
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from relaybench.run.config import OPEN_LOOP, ShapeParams
 
@@ -47,7 +47,9 @@ def stage_at(p: ShapeParams, t: float) -> Stage | None:
     if t < 0 or t >= p.duration_s:
         return None
     frac = t / p.duration_s
-    if p.scenario in ("steady", "chat"):  # chat: this many sessions in flight
+    if p.scenario == "chat":  # sessions in flight follow a closed-loop shape
+        p = replace(p, scenario=p.chat_shape)
+    if p.scenario == "steady":
         return Stage(p.users)
     if p.scenario == "step":
         k = min(int(frac * p.steps), p.steps - 1)

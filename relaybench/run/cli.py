@@ -300,6 +300,7 @@ def parse(argv: Sequence[str]) -> RunPlan:
         duration_s=duration,
         rate=rate,
         steps=args.steps,
+        chat_shape=args.chat_shape,
     )
     run_dir = args.out or Path("runs") / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     if run_dir.exists() and any(run_dir.iterdir()):

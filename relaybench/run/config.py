@@ -35,6 +35,7 @@ class ShapeParams:
     rate: float | None = None  # req/s for open-loop scenarios and rate steps
     steps: int = 5
     peak_multiple: float = 10.0
+    chat_shape: str = "steady"  # --scenario chat: the closed-loop shape sessions in flight follow
 
     @property
     def open_loop(self) -> bool:

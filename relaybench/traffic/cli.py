@@ -23,7 +23,8 @@ TRACE_USERS = (
     200  # --scenario trace's default in-flight cap (the report's schedule lag says if low)
 )
 TRACE_FLAGS = ("trace", "trace_start", "trace_window", "speedup", "rate_scale")
-CHAT_FLAGS = ("chat_turns", "chat_turns_sigma", "think_read", "think_type")
+CHAT_FLAGS = ("chat_shape", "chat_turns", "chat_turns_sigma", "think_read", "think_type")
+CHAT_SHAPES = ("steady", "step", "peak", "spike", "soak")
 
 
 def _start_s(text: str) -> float:
@@ -73,6 +74,12 @@ def add_arguments(p: Parser) -> None:
         metavar="none|seed|FILE",
         help="client retries: none; seed (3 retries of network errors, 429, 5xx before content, "
         "backoff from 1 s, full jitter, Retry-After honoured); or a TOML file of those knobs",
+    )
+    g.add_argument(
+        "--chat-shape",
+        choices=CHAT_SHAPES,
+        default="steady",
+        help="--scenario chat: how the sessions in flight (--users at the top) move over the run",
     )
     g.add_argument(
         "--chat-turns",

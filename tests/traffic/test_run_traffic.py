@@ -115,7 +115,8 @@ def test_trace_sessions_send_the_conversation(mock, tmp_path: Path) -> None:
 def test_chat_sessions_grow_and_think(mock, tmp_path: Path) -> None:
     out = tmp_path / "run"
     done = run(
-        *("--target", f"direct={mock.url}", "--scenario", "chat", "--users", "3"),
+        *("--target", f"direct={mock.url}", "--scenario", "chat", "--users", "4"),
+        *("--processes", "2"),
         *("--duration", "5", "--max-tokens", "10-30", "--chat-turns", "3"),
         *("--think-read", "0.005", "--think-type", "0.002", "--seed", "9", "--out", str(out)),
     )
@@ -124,7 +125,13 @@ def test_chat_sessions_grow_and_think(mock, tmp_path: Path) -> None:
     by_session: dict[str, list[dict]] = {}
     for r in recs:
         by_session.setdefault(r["session"], []).append(r)
-    assert len(by_session) >= 3
+    assert len(by_session) >= 4
+    # process n of 2 runs sessions n, n+2, ...: one parity per process, none run twice
+    parity = {r["worker"]: set() for r in recs}
+    for r in recs:
+        parity[r["worker"]].add(int(r["session"]) % 2)
+    assert sorted(parity.values(), key=min) == [{0}, {1}]
+    assert all(len({r["worker"] for r in turns}) == 1 for turns in by_session.values())
     cfg = ChatConfig(
         turns_median=3, read_s_per_token=0.005, type_s_per_char=0.002, answer_tokens=(10, 30)
     )
