@@ -45,6 +45,9 @@ SIDE_BY_SIDE = (
     ("first_token_lag_ms", "p50"),
     ("chunk_lag_ms", "p99"),
 )
+# shown only when a side ran with a client retry policy (reports.traffic)
+RETRY_SIDE_BY_SIDE = (("retry_amplification", None), ("user_error_rate", None),
+                      ("attempt_error_rate", None))  # fmt: skip
 
 
 def samples(folder: RunFolder, name: str) -> dict[str, Sample]:
@@ -81,8 +84,10 @@ def compare(dir_a: Path, dir_b: Path) -> dict:
         diff["negligible"] = bool(diff["significant"] and small)
         tests.append({"target": name, "metric": f"{metric}.{stat}", **diff})
     for name in common:
-        for key, sub in SIDE_BY_SIDE:
+        for key, sub in SIDE_BY_SIDE + RETRY_SIDE_BY_SIDE:
             va, vb = _value(sa["targets"][name], key, sub), _value(sb["targets"][name], key, sub)
+            if va is None and vb is None and (key, sub) in RETRY_SIDE_BY_SIDE:
+                continue
             side.append(
                 {"target": name, "metric": f"{key}.{sub}" if sub else key, "a": va, "b": vb}
             )
