@@ -8,8 +8,9 @@ stops at the headers; requests/HttpUser costs several times more CPU per request
 README's ``loadtests`` section for the measured per-request cost).
 
 Every request becomes one record (``loadtests.record``) and two rows in Locust's own statistics,
-``TTFT <target>`` and ``E2E <target>``, so the web UI and CSVs show them live. Exact percentiles
-come from the records, not from Locust's rounded buckets.
+``TTFT <target>`` and ``E2E <target>``, so the web UI and CSVs show them live; only ``E2E`` is a
+Locust request (with the failure's cause as its error), so "Aggregated" counts each request
+once. Exact percentiles come from the records, not from Locust's rounded buckets.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ import orjson
 from gevent import GreenletExit
 from geventhttpclient import HTTPClient
 from locust import User, task
+from locust.exception import CatchResponseError
 
-from loadtests import client, schedule, shapes, traffic
+from loadtests import client, pacing, schedule, shapes, traffic
 from loadtests.record import RecordBuilder
 from loadtests.sink import RecordWriter
 from loadtests.workload import Workload, WorkloadConfig
@@ -180,6 +182,7 @@ class ChatUser(User):
 
     def on_start(self) -> None:
         self.backoff = client.ConnectBackoff()
+        self.pacing = pacing.ErrorPause(self.ctx.config, self.ctx.index)
         self.http = client.open_client(self.ctx)
 
     def on_stop(self) -> None:
@@ -273,25 +276,23 @@ class ChatUser(User):
                 ctx.writer.write(rec)
                 self._report(ctx, rec)
                 raise
+        pause = self.pacing.after(rec, retry_after)  # in the record, after its timings
         ctx.writer.write(rec)
         self._report(ctx, rec)
         self.backoff.after(rec["error"])  # a pause after connect errors (loadtests.client)
+        pacing.pause(pause)  # after other errors (loadtests.pacing)
         return rec, "".join(builder.text or ())
 
     def _report(self, ctx: LoadContext, rec: dict[str, Any]) -> None:
+        """One Locust request per record (``E2E``, failed with its cause); the ``TTFT`` row is
+        a timing logged into its own row only, so Locust's totals count each request once."""
         fire = self.environment.events.request.fire
         error = None
         if rec["error"]:
-            error = RuntimeError(f"{rec['error']} (status {rec['status']})")
+            cause = records.cause(rec["error"], rec["status"], rec["error_detail"])
+            error = CatchResponseError(cause)
         if rec["ttft_ms"] is not None:
-            fire(
-                request_type="TTFT",
-                name=ctx.ttft_name,
-                response_time=rec["ttft_ms"],
-                response_length=0,
-                exception=None,
-                context={},
-            )
+            self.environment.stats.get(ctx.ttft_name, "TTFT").log(rec["ttft_ms"], 0)
         fire(
             request_type="E2E",
             name=ctx.e2e_name,

@@ -50,6 +50,7 @@ from loadtests.sink import CpuSampler, RecordWriter, worker_id  # noqa: E402
 from loadtests.user import ChatUser, LoadContext, make_user_class  # noqa: E402
 from relaybench.credentials import API_KEY_ENV  # noqa: E402
 from relaybench.procs import die_with_parent, owned_child  # noqa: E402
+from relaybench.run import progress  # noqa: E402
 from relaybench.run.config import LoadConfig, ShapeParams  # noqa: E402
 
 T0_MESSAGE = "relaybench_t0"
@@ -75,6 +76,7 @@ def _end_at(runner: Runner, stopper: _Stopper, t0_ns: int, duration_s: float) ->
 
     The scenario's end is the deadline itself, whatever the wake-up or ``stop()`` cost."""
     deadline = t0_ns + round(duration_s * 1e9)
+    stopper.deadline_ns = deadline
     while (left := deadline - time.time_ns()) > 0:
         gevent.sleep(left / 1e9)
     if stopper.stopping_ns is None:
@@ -97,27 +99,50 @@ def _housekeeping(ctx: LoadContext, sampler: CpuSampler, env: Environment) -> No
 
 
 def _progress(env: Environment, cfg: LoadConfig, t_start: float) -> None:
-    name = cfg.target.name
-    total = cfg.shape.duration_s
     deadline = t_start
     done_before = 0
     while True:
         deadline += cfg.progress_interval_s
         gevent.sleep(max(0.0, deadline - time.monotonic()))
-        ttft = env.stats.get(f"TTFT {name}", "TTFT")
-        e2e = env.stats.get(f"E2E {name}", "E2E")
-        rps = (e2e.num_requests - done_before) / cfg.progress_interval_s
-        done_before = e2e.num_requests
-        users = env.runner.user_count if env.runner else 0
-        p50 = ttft.get_response_time_percentile(0.5) if ttft.num_requests else 0
-        p95 = ttft.get_response_time_percentile(0.95) if ttft.num_requests else 0
-        elapsed = min(time.monotonic() - t_start, total)
-        print(
-            f"  [{name}] {elapsed:5.0f}/{total:.0f} s  users {users:4d}  "
-            f"{rps:6.1f} req/s  TTFT p50 {p50:.0f} p95 {p95:.0f} ms  "
-            f"done {e2e.num_requests}  errors {e2e.num_failures}",
-            flush=True,
-        )
+        done = env.stats.get(f"E2E {cfg.target.name}", "E2E").num_requests
+        rps = (done - done_before) / cfg.progress_interval_s
+        done_before = done
+        print(_progress_line(env, cfg, time.monotonic() - t_start, rps), flush=True)
+
+
+def _progress_line(
+    env: Environment, cfg: LoadConfig, elapsed: float, rps: float, *, final: bool = False
+) -> str:
+    """The live line (``relaybench.run.progress``); ``final``: once every request has ended,
+    so its count is the records' count."""
+    name = cfg.target.name
+    ttft = env.stats.get(f"TTFT {name}", "TTFT")
+    e2e = env.stats.get(f"E2E {name}", "E2E")
+    answered = ttft.num_requests > 0
+    causes = [
+        (progress.error_text(e.error), e.occurrences)
+        for e in env.stats.errors.values()
+        if e.name == e2e.name
+    ]
+    return progress.line(
+        name,
+        elapsed_s=min(elapsed, cfg.shape.duration_s),
+        total_s=cfg.shape.duration_s,
+        users=env.runner.user_count if env.runner else 0,
+        rps=rps,
+        ttft_p50=ttft.get_response_time_percentile(0.5) if answered else None,
+        ttft_p95=ttft.get_response_time_percentile(0.95) if answered else None,
+        done=e2e.num_requests,
+        errors=e2e.num_failures,
+        causes=causes,
+        final=final,
+    )
+
+
+def _final_progress(env: Environment, cfg: LoadConfig, t0_ns: int, stopper: _Stopper) -> None:
+    seconds = max(1e-9, ((stopper.stopping_ns or time.time_ns()) - t0_ns) / 1e9)
+    done = env.stats.get(f"E2E {cfg.target.name}", "E2E").num_requests
+    print(_progress_line(env, cfg, seconds, done / seconds, final=True), flush=True)
 
 
 def _write_result(
@@ -142,12 +167,14 @@ def _write_result(
 
 
 class _Stopper:
-    """Ends the run on the shape's end or on SIGINT/SIGTERM."""
+    """Ends the run on the shape's end or on SIGINT/SIGTERM; a STOP from Locust's web UI before
+    the end is an interruption too."""
 
     def __init__(self, env: Environment) -> None:
         self.done = gevent.event.Event()
         self.interrupted = False
         self.stopping_ns: int | None = None
+        self.deadline_ns: int | None = None  # the scenario's end (set by _end_at)
         env.events.test_stopping.add_listener(lambda **_: self._stopping())
         env.events.test_stop.add_listener(lambda **_: self.done.set())
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -156,6 +183,11 @@ class _Stopper:
     def _stopping(self) -> None:
         if self.stopping_ns is None:
             self.stopping_ns = time.time_ns()
+            # neither our deadline nor a signal stopped it, and well before the end: the web UI
+            early = self.deadline_ns is not None and self.stopping_ns < self.deadline_ns - 5e8
+            if early and not self.interrupted:
+                self.interrupted = True
+                print("  stopped from the web UI: recorded as an interruption", flush=True)
 
     def _interrupt(self) -> None:
         self.interrupted = True
@@ -229,6 +261,7 @@ def run_local(cfg: LoadConfig) -> int:
     sampler.close()
     if env.web_ui:
         env.web_ui.stop()
+    _final_progress(env, cfg, t0_ns, stopper)
     _write_result(env, cfg, stopper, t0_ns, 1)
     return 130 if stopper.interrupted else 0
 
@@ -301,6 +334,7 @@ def run_master(cfg: LoadConfig, config_path: Path) -> int:
         ender.kill()
         runner.quit()
         _stop_csv(env, cfg, live_csv)
+        _final_progress(env, cfg, t0_ns, stopper)
         _write_result(env, cfg, stopper, t0_ns, wanted)
         if env.web_ui:
             env.web_ui.stop()

@@ -85,6 +85,18 @@ def from_exception(exc: BaseException, *, connected: bool) -> str:
     return TRUNCATED
 
 
+def cause(error: str | None, status: int | None, detail: str | None) -> str:
+    """A failure's cause in one line: the first line of its ``error_detail`` (which starts with
+    ``HTTP <status>:`` for an HTTP error), else its type and status. The console, the early stop
+    and summary.json's ``error_causes`` group failures by it."""
+    first = (detail or "").strip().splitlines()
+    if first:
+        return first[0]
+    if status and status >= 400:
+        return f"HTTP {status}"
+    return error or UNKNOWN
+
+
 # -- one request's record ------------------------------------------------------------------------
 
 
@@ -130,6 +142,7 @@ class Record:
     attempt_error: list[str] | None = None
     attempt_start_ms: list[float] | None = None
     attempt_wait_ms: list[float] | None = None
+    error_pause_ms: float | None = None  # the pause after this failure (loadtests.pacing)
 
 
 @dataclass(frozen=True)
@@ -265,6 +278,15 @@ class RunBlock(TypedDict):
     seed: NotRequired[int]
 
 
+class ErrorCause(TypedDict):
+    """One cause of failed requests (``cause``) and how many failed with it."""
+
+    cause: str
+    error: str
+    status: int | None
+    count: int
+
+
 class TargetSummary(TypedDict):
     """One target of summary.json: the contract's fields first, then ours."""
 
@@ -286,6 +308,7 @@ class TargetSummary(TypedDict):
     headers_ms: Stats
     usage_mismatches: int
     server: NotRequired[dict[str, dict[str, Any]]]  # per server, from server/ (reports.server)
+    error_causes: NotRequired[list[ErrorCause]]  # most frequent first (reports.causes)
     schedule_lag_ms: NotRequired[Stats]  # open-loop targets only, with the two below
     ttft_response_ms: NotRequired[Stats]
     e2e_response_ms: NotRequired[Stats]

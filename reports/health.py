@@ -15,7 +15,9 @@ target, not a flaw of the measurement, so it does not make the run degraded.
 - Achieved rate: for open-loop targets, the requests sent per second over the target's window
   fell short of the asked rate by more than ``rate_shortfall`` (see ``asked_rate``) and by more
   than two standard deviations of a Poisson count (``2 * sqrt(expected)``), so a short run's
-  random schedule is not mistaken for a failing generator.
+  random schedule is not mistaken for a failing generator. When every user was busy at once
+  (``reports.inflight``), this and the schedule lag name the in-flight cap (``--users``), not
+  the load generator.
 - Records versus mock counts (``mock_stats/<target>.json``: requests, completed, cancelled,
   rejected, bad_requests, faulted). A record "reached the server" unless its error is ``connect``.
 
@@ -38,6 +40,7 @@ import pandas as pd
 
 from reports import server as server_view
 from reports.folder import RunFolder, target_window_ns
+from reports.inflight import in_flight
 from reports.samples import schedule_lag_ms
 from reports.stats import quantile
 
@@ -106,10 +109,16 @@ def _schedule_lag(name: str, rows: pd.DataFrame, limits: HealthLimits, reasons: 
     lag = schedule_lag_ms(rows[rows["intended_ns"].notna().to_numpy()])
     p99 = quantile(lag, 99)
     if p99 is not None and p99 > limits.schedule_lag_p99_ms:
+        cap = in_flight(rows)
+        why = (
+            cap.sentence(None)
+            if cap.reached
+            else "requests left later than scheduled, so the asked arrival rate was not "
+            "delivered on time"
+        )
         reasons.append(
             f"{name}: open-loop schedule lag p99 was {p99:.1f} ms (bound "
-            f"{limits.schedule_lag_p99_ms:.0f} ms): requests left later than scheduled, so the "
-            f"asked arrival rate was not delivered on time."
+            f"{limits.schedule_lag_p99_ms:.0f} ms): {why}."
         )
 
 
@@ -147,10 +156,15 @@ def _achieved_rate(
     expected = asked * seconds
     beyond_noise = expected - len(rows) > 2 * math.sqrt(expected)
     if short > limits.rate_shortfall and beyond_noise:
+        cap = in_flight(rows)
+        why = (
+            cap.sentence(asked)
+            if cap.reached
+            else "the load generator did not deliver the scenario"
+        )
         reasons.append(
             f"{name}: achieved {achieved:.1f} req/s against an asked {asked:.1f} req/s "
-            f"({short:.0%} short, limit {limits.rate_shortfall:.0%}): the load generator did "
-            f"not deliver the scenario."
+            f"({short:.0%} short, limit {limits.rate_shortfall:.0%}): {why}."
         )
 
 

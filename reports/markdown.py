@@ -83,6 +83,9 @@ def report_markdown(r: Report) -> str:
             table(*r.response),
         ]
     parts += ["## Errors", _table_or(r.errors, "No errors.")]
+    if r.causes:
+        parts += ["Top causes (status and the first line of the body or exception):"]
+        parts.append(table(*r.causes))
     if r.plan:
         parts += ["## Capacity plan", _plan(r.plan)]
     if r.charts:

@@ -13,7 +13,8 @@ values feed each STATS block is ``reports.samples``'s rule, in short:
   ``output_tokens_per_s`` and ``requests_per_s`` divide by the target's measured window
   (run.json ``started_ns``..``ended_ns``, else first send to last end in the records).
 
-Extra fields: ``error_rate``, ``duration_s``, ``stream``, ``kind``, ``headers_ms``,
+Extra fields: ``error_rate``, ``error_causes`` (the top causes of failures, ``reports.causes``),
+``duration_s``, ``stream``, ``kind``, ``headers_ms``,
 ``usage_mismatches`` (complete streams whose usage count differs from their content chunks), and for
 open-loop targets the coordinated-omission pair — ``ttft_ms``/``e2e_ms`` are service times (from
 the actual send), ``ttft_response_ms``/``e2e_response_ms`` response times (from the intended
@@ -37,6 +38,7 @@ import pandas as pd
 from relaybench.records import SCHEMA_VERSION, UNKNOWN, Stats, Summary, TargetSummary
 from reports import calibration, samples
 from reports import server as server_view
+from reports.causes import error_causes
 from reports.folder import RunFolder, load_folder, target_window_ns
 from reports.health import check_health
 from reports.samples import select
@@ -132,6 +134,7 @@ def target_summary(folder: RunFolder, name: str, rows: pd.DataFrame) -> TargetSu
         "kind": meta.get("kind"),
         "headers_ms": of("headers_ms"),
         "usage_mismatches": usage_mismatches(samples.ok(rows)),
+        "error_causes": error_causes(rows),
     }
     server = server_view.target_block(folder, name, rows)
     if server:

@@ -1,8 +1,8 @@
 """``relaybench run``: parse the command line into a ``RunPlan`` and run it.
 
-Exit codes: 0 done (also after Ctrl-C, once the summary of what was measured is built),
-1 the run failed, 2 bad usage (unknown scenario, bad target, unreachable target).
-The last line printed is the run folder's path.
+Exit codes (``relaybench.run.exitcodes``): 0 completed and healthy, 1 an SLO verdict failed or
+every request of a target failed, 2 bad usage or an unreachable target, 130 interrupted (the
+summary of what was measured is still built). The last line printed is the run folder's path.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from relaybench.cliargs import (
     positive_int,
 )
 from relaybench.errors import UsageError
+from relaybench.run import exitcodes, preflight
 from relaybench.run.config import OPEN_LOOP, SCENARIOS, LoadConfig, ShapeParams, Target
 from relaybench.run.orchestrator import Orchestrator, RunPlan
 from relaybench.run.servers import MockSettings
@@ -360,6 +361,7 @@ def parse(argv: Sequence[str]) -> RunPlan:
 
 def main(argv: Sequence[str] | None = None) -> int:
     plan = parse(list(sys.argv[1:] if argv is None else argv))
+    preflight.check(plan)
     orchestrator = Orchestrator(plan)
     summary = orchestrator.run()
     if summary is not None:
@@ -370,10 +372,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(results_table(summary))
         except ImportError:
             pass
+        for line in causes_lines(summary):
+            print(line)
         health = summary.get("health") or {}
         if health.get("degraded"):
             print("\nhealth: DEGRADED — " + "; ".join(health.get("reasons", [])))
     if orchestrator.interrupted:
         print("interrupted: the records measured so far are kept and summarised")
+    code, reasons = exitcodes.run_exit_code(
+        summary, orchestrator.meta, interrupted=orchestrator.interrupted
+    )
+    if code not in (exitcodes.OK, exitcodes.INTERRUPTED):
+        print(f"exit {code}: " + "; ".join(reasons))
     print(plan.run_dir)
-    return 0
+    return code
+
+
+def causes_lines(summary: dict[str, Any]) -> list[str]:
+    """The top causes of failed requests per target (summary.json ``error_causes``)."""
+    lines = []
+    for name, t in (summary.get("targets") or {}).items():
+        for c in (t.get("error_causes") or [])[:3]:
+            lines.append(f"  {name}: {c['count']}× {c['cause']}")
+    return ["", "causes of failed requests:", *lines] if lines else []

@@ -27,7 +27,9 @@ import orjson
 from relaybench import credentials
 from relaybench.errors import RelaybenchError
 from relaybench.procs import owned_child
+from relaybench.run import progress
 from relaybench.run.config import LoadConfig, Target
+from relaybench.run.earlystop import EarlyStop, Verdict
 from relaybench.run.servers import BenchServers, MockSettings, check_reachable, http_json
 from relaybench.scrape.scraper import Scraper
 
@@ -55,6 +57,7 @@ class RunPlan:
     scrape_redis: list[tuple[str, str]] = field(default_factory=list)  # (name, redis:// URL)
     scrape_interval_s: float = 1.0
     scrape_servers: bool = True  # scrape the servers we start (the bench's off switch)
+    preflight: list[dict[str, Any]] = field(default_factory=list)  # relaybench.run.preflight
 
 
 def _now_iso() -> str:
@@ -77,6 +80,11 @@ def environment(processes: int) -> dict[str, Any]:
     }
 
 
+def plan_duration(plan: RunPlan) -> float:
+    """Seconds one target takes: its scenario plus a few for the Locust process to start."""
+    return plan.load.shape.duration_s + 3.0
+
+
 def default_targets(servers: BenchServers) -> list[Target]:
     assert servers.mock and servers.relay
     return [
@@ -96,6 +104,7 @@ class Orchestrator:
         self.meta: dict[str, Any] = {}
         self.mock_url = plan.mock_url
         self.scraper: Scraper | None = None
+        self._early: Verdict | None = None  # the current target was stopped early (EarlyStop)
 
     # -- signals ------------------------------------------------------------------------------
 
@@ -115,10 +124,11 @@ class Orchestrator:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self._write_meta_start(targets)
             self.scraper = self._start_scraper()
-            for target in targets:
+            for i, target in enumerate(targets):
                 if self.interrupted:
                     break
-                self._run_target(target)
+                left_s = (len(targets) - i) * plan_duration(self.plan)
+                self._run_target(target, progress.target_header(i + 1, len(targets), left_s))
         finally:
             if self.scraper is not None:  # before the servers stop: their end is no gap
                 self.scraper.stop()
@@ -138,11 +148,9 @@ class Orchestrator:
                 check_reachable(t.name, t.url)
             return [replace(t, stream=t.name not in plan.buffered) for t in plan.targets]
         self.servers = BenchServers(plan.mock)
-        print("starting the mock upstream and the relay ...", flush=True)
-        self.servers.start()
+        self.servers.start()  # it prints one line per step
         assert self.servers.mock and self.servers.relay
         self.mock_url = self.servers.mock.url
-        print(f"  mock  {self.servers.mock.url}\n  relay {self.servers.relay.url}", flush=True)
         return default_targets(self.servers)
 
     def _start_scraper(self) -> Scraper | None:
@@ -195,6 +203,8 @@ class Orchestrator:
         }
         if plan.calibration is not None:
             self.meta["calibration"] = plan.calibration
+        if plan.preflight:
+            self.meta["preflight"] = plan.preflight
         self._save_meta()
 
     def _save_meta(self) -> None:
@@ -203,8 +213,9 @@ class Orchestrator:
         tmp.write_bytes(orjson.dumps(self.meta, option=orjson.OPT_INDENT_2))
         tmp.replace(path)
 
-    def _run_target(self, target: Target) -> None:
+    def _run_target(self, target: Target, header: str = "") -> None:
         plan = self.plan
+        self._early = None
         api_key = self.servers.api_key if (self.servers and target.kind == "relay") else None
         cfg = replace(
             plan.load,
@@ -227,10 +238,13 @@ class Orchestrator:
         mode = "streaming" if target.stream else "buffered (stream: false)"
         print(
             f"== {target.name}: {target.url} {mode}, {cfg.shape.scenario}, "
-            f"{cfg.shape.users} users, {cfg.shape.duration_s:g} s",
+            f"{cfg.shape.users} users, {cfg.shape.duration_s:g} s"
+            + (f" — {header}" if header else ""),
             flush=True,
         )
         code = self._launch(cfg)
+        if self._early is not None:
+            entry["stopped_early"] = self._early.as_dict()
         entry["ended_ns"] = time.time_ns()
         entry["process_started_ns"] = entry["started_ns"]
         entry["process_ended_ns"] = entry["ended_ns"]
@@ -246,6 +260,8 @@ class Orchestrator:
             # the measured window is the scenario's own: from its time zero to its end
             entry["started_ns"] = locust.get("t0_ns") or entry["started_ns"]
             entry["ended_ns"] = locust.get("stopping_ns") or entry["ended_ns"]
+            if locust.get("interrupted") and self._early is None:
+                self.interrupted = True  # a STOP in Locust's web UI
         self._save_meta()
         if code not in (0, 130) and not self.interrupted:
             raise RelaybenchError(f"the load generator for {target.name} exited with code {code}")
@@ -290,12 +306,23 @@ class Orchestrator:
         limit = cfg.shape.duration_s + cfg.stop_timeout_s + 120 + 300 * bool(cfg.remote_workers)
         deadline = time.monotonic() + limit
         signalled_at: float | None = None
+        watch = None if cfg.remote_workers else EarlyStop(self.run_dir, cfg.target.name)
         while True:
             try:
                 return child.wait(timeout=0.2)
             except subprocess.TimeoutExpired:
                 pass
             now = time.monotonic()
+            verdict = watch.check() if watch is not None and self._early is None else None
+            if verdict is not None:  # its first requests all failed alike: stop this target
+                self._early = verdict
+                print(
+                    f"  [{cfg.target.name}] stopped early: its first {verdict.requests} requests "
+                    f"all failed: {verdict.cause}",
+                    flush=True,
+                )
+                os.kill(child.pid, signal.SIGINT)
+                signalled_at = now
             if self.interrupted and signalled_at is None:
                 signalled_at = now
             if signalled_at is not None and now - signalled_at > WORKER_EXIT_GRACE_S:
@@ -317,7 +344,9 @@ class Orchestrator:
             from reports.pipeline import rebuild
         except ImportError:  # the report pipeline is optional; the summary is not
             return write_summary(self.run_dir)
+        progress.step("building the report: summary.json, charts, report.md, report.html ...")
         result = rebuild(self.run_dir)
+        progress.step(f"report: {self.run_dir / 'report.html'}")
         summary = result.get("summary") if isinstance(result, dict) else None
         if summary is None or "targets" not in summary:
             summary = orjson.loads((self.run_dir / "summary.json").read_bytes())

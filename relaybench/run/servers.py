@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from relaybench import credentials
 from relaybench.errors import RelaybenchError, UsageError
 from relaybench.procs import ServerProcess
+from relaybench.run import progress
 
 BENCH_PLAN = "bench"
 BENCH_PLANS = {BENCH_PLAN: {"rpm": 1_000_000_000, "max_streams": 100_000}}
@@ -113,8 +114,10 @@ class BenchServers:
     def start(self) -> None:
         base = ["--host", "127.0.0.1", "--port", "0"]
         self.mock = ServerProcess("mock", ["-m", "mock_upstream", *base, *self.settings.args()])
+        progress.step("starting the mock upstream ...")
         self.mock.start()
         wait_healthy(self.mock.url)
+        progress.step(f"  mock ready: {self.mock.url}")
         from relay.keys import create_key  # the relay's own key format, imported when needed
 
         keys_file = Path(self._tmp.name) / "keys.json"
@@ -122,8 +125,10 @@ class BenchServers:
         relay_args = ["--upstream-url", self.mock.url, "--keys-file", str(keys_file)]
         relay_args += self.relay_args
         self.relay = ServerProcess("relay", ["-m", "relay", *base, *relay_args])
+        progress.step("starting the relay ...")
         self.relay.start()
         wait_healthy(self.relay.url)
+        progress.step(f"  relay ready: {self.relay.url}")
 
     def stop(self) -> None:
         for server in (self.relay, self.mock):

@@ -1,0 +1,42 @@
+"""Pre-flight: an open-loop run whose rate × E2E exceeds --users is warned about before it
+starts, and its health names the in-flight cap, not the load generator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from relaybench.run import preflight
+from relaybench.run.cli import parse
+from tests.newcomer.conftest import load, run
+
+
+def test_rate_beyond_the_cap_is_warned_and_named_in_health(start_server, tmp_path: Path) -> None:
+    slow = start_server("mock_upstream", "--ttft-ms", "200", "--itl-ms", "20")
+    out = tmp_path / "run"
+    done = run("--target", f"direct={slow.url}", "--scenario", "constant", "--rate", "10",
+               "--users", "2", "--duration", "3", "--max-tokens", "20",
+               "--out", str(out))  # fmt: skip
+    assert done.returncode in (0, 1), done.stdout + done.stderr
+    warning = next(line for line in done.stderr.splitlines() if "in-flight cap" in line)
+    assert warning.startswith("warning: --rate 10/s × expected E2E ")
+    assert "(one request to direct)" in warning and "--users 2" in warning
+    check = load(out / "run.json")["preflight"][0]
+    assert check["target"] == "direct" and check["over_cap"] is True
+    assert 0.5 < check["expected_e2e_s"] < 5  # ~0.2 s + 20 × 20 ms, on a busy machine
+    health = load(out / "summary.json")["health"]
+    assert health["degraded"]
+    rate_reason = next(r for r in health["reasons"] if "achieved" in r)
+    assert "the in-flight cap was reached: all 2 users (--users) were busy" in rate_reason
+    assert "the load generator did not deliver" not in rate_reason
+
+
+def test_no_warning_within_the_cap_or_in_closed_loop(tmp_path: Path, capsys) -> None:
+    # the embedded mock's defaults: 500 ms + 150 tokens × 25 ms = 4.25 s per answer
+    plan = parse(["--scenario", "poisson", "--out", str(tmp_path / "a")])
+    (check,) = preflight.check(plan)
+    assert check["expected_e2e_s"] == 4.25 and check["expected_in_flight"] == 21.2
+    assert "Use --users 32" in capsys.readouterr().err
+    plan = parse(["--scenario", "poisson", "--users", "40", "--out", str(tmp_path / "b")])
+    assert preflight.check(plan)[0]["over_cap"] is False
+    assert "warning" not in capsys.readouterr().err
+    assert preflight.check(parse(["--users", "1", "--out", str(tmp_path / "c")])) == []
