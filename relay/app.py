@@ -288,19 +288,25 @@ class Relay:
             started[0] = True
         # One message per upstream read, reused: the server reads it and keeps nothing.
         message = {"type": "http.response.body", "body": b"", "more_body": True}
-        out = stream_filter.feed(first)
-        if out:
-            message["body"] = out
-            await send(message)
-        # ``last`` is stamped after the write: time blocked on a slow client is not upstream idle.
-        exchange.last = loop.time()
-        feed = stream_filter.feed
-        async for chunk in chunks:
-            out = feed(chunk)
+        try:
+            out = stream_filter.feed(first)
             if out:
                 message["body"] = out
                 await send(message)
+            # ``last`` is stamped after the write: time blocked on a slow client is not idle.
             exchange.last = loop.time()
+            feed = stream_filter.feed
+            async for chunk in chunks:
+                out = feed(chunk)
+                if out:
+                    message["body"] = out
+                    await send(message)
+                exchange.last = loop.time()
+        except UpstreamBroken as broken:
+            if broken.forward:  # the valid events that came in the same read go out first
+                message["body"] = broken.forward
+                await send(message)
+            raise
         stream_filter.finish()
         self._count_usage(stream_filter.usage, fields)
         exchange.finish()

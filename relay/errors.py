@@ -167,6 +167,7 @@ class UpstreamPoolFull(UpstreamError):
 
 class UpstreamBroken(UpstreamError):
     code = "upstream_stream_broken"
+    forward = b""  # stream bytes that arrived, valid, with the broken part: the client gets them
 
 
 def parse_retry_after(value: str | None) -> float | None:

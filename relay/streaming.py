@@ -60,20 +60,16 @@ class StreamFilter:
                 self._drop_lf = False
                 if buf[start] == _LF:
                     dropped.append((start, start + 1))
-            if self._check(buf, start, end, plain):
+            try:
+                drop = self._check(buf, start, end, plain)
+            except UpstreamBroken as exc:
+                exc.forward = _kept(buf, dropped, start)  # the good blocks before the bad one
+                raise
+            if drop:
                 dropped.append((start, end))
                 self._drop_lf = buf[end - 1] == 0x0D
             start = end
-        last = ends[-1]
-        if not dropped:
-            return buf if last == len(buf) else buf[:last]
-        parts = []
-        pos = 0
-        for cut_from, cut_to in dropped:
-            parts.append(buf[pos:cut_from])
-            pos = cut_to
-        parts.append(buf[pos:last])
-        return b"".join(parts)
+        return _kept(buf, dropped, ends[-1])
 
     def _check(self, buf: bytes, start: int, end: int, plain: bool) -> bool:
         """Check the block ``buf[start:end]``; True: drop it (the usage the relay asked for)."""
@@ -115,3 +111,16 @@ class StreamFilter:
             raise UpstreamBroken(
                 "the upstream stream ended before [DONE]", code="upstream_stream_truncated"
             )
+
+
+def _kept(buf: bytes, dropped: list[tuple[int, int]], last: int) -> bytes:
+    """``buf[:last]`` without the ``dropped`` ranges (no copy when nothing is dropped)."""
+    if not dropped:
+        return buf if last == len(buf) else buf[:last]
+    parts = []
+    pos = 0
+    for cut_from, cut_to in dropped:
+        parts.append(buf[pos:cut_from])
+        pos = cut_to
+    parts.append(buf[pos:last])
+    return b"".join(parts)

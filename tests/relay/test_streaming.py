@@ -57,6 +57,14 @@ def test_malformed_data_raises(bad):
     with pytest.raises(UpstreamBroken) as info:
         StreamFilter(strip_usage=True).feed(CONTENT + bad)
     assert info.value.code == "upstream_malformed"
+    # the good chunk that came in the same read still reaches the client, before the error
+    assert info.value.forward == CONTENT
+
+
+def test_a_stripped_usage_before_the_bad_block_is_not_forwarded():
+    with pytest.raises(UpstreamBroken) as info:
+        StreamFilter(strip_usage=True).feed(CONTENT + USAGE + b"data: hello\n\n")
+    assert info.value.forward == CONTENT
 
 
 @pytest.mark.parametrize("stream", [CONTENT, CONTENT + DONE[:-1], b"", CONTENT + b"data: {"])
