@@ -28,7 +28,7 @@ from relaybench.cliargs import (
     positive_int,
 )
 from relaybench.errors import UsageError
-from relaybench.run import exitcodes, preflight
+from relaybench.run import configfile, exitcodes, preflight
 from relaybench.run.config import OPEN_LOOP, SCENARIOS, LoadConfig, ShapeParams, Target
 from relaybench.run.orchestrator import Orchestrator, RunPlan
 from relaybench.run.servers import MockSettings
@@ -268,7 +268,14 @@ def _calibration(path: Path | None) -> dict[str, Any] | None:
 
 def parse(argv: Sequence[str]) -> RunPlan:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help='a TOML file of these options (users = 10, duration = "30s", target = [...]); '
+        "the command line overrides it (examples/run.toml)",
+    )
+    args = configfile.parse_with_config(parser, argv)
     if args.scenario not in SCENARIOS:
         raise UsageError(f"unknown scenario {args.scenario!r}; choose from {', '.join(SCENARIOS)}")
     bind_host, _, bind_port = args.master_bind.rpartition(":")
