@@ -26,10 +26,13 @@ help:
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
+	@echo "set-up: creating $(VENV)/ (once; about a minute) ..."
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	@echo "set-up: installing relaybench and its dependencies from pyproject.toml ..."
+	@$(BIN)/python -m pip install -q --upgrade pip
+	@$(BIN)/python -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
+	@echo "set-up: $(VENV)/ ready"
 
 test: $(STAMP)
 	$(BIN)/python -m tools.ensure_binaries
@@ -43,8 +46,10 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# exit 1 of relaybench run (an SLO verdict failed) is a result of the bench, not a failure of it
 bench: $(STAMP)
-	$(BIN)/relaybench run --scenario $(SCENARIO) --users $(USERS) --duration $(DURATION) $(BENCH_ARGS)
+	$(BIN)/relaybench run --scenario $(SCENARIO) --users $(USERS) --duration $(DURATION) $(BENCH_ARGS) \
+	    || [ $$? -eq 1 ]
 
 bench-mock: $(STAMP)
 	$(BIN)/python -m mock_upstream.bench
