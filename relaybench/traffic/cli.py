@@ -48,23 +48,27 @@ def add_arguments(p: Parser) -> None:
     g.add_argument(
         "--trace-start",
         type=_start_s,
+        metavar="S",
         default=0.0,
         help="skip this much of the trace first (trace time: 600, 10m)",
     )
     g.add_argument(
         "--trace-window",
         type=duration_s,
+        metavar="S",
         help="replay this much of the trace (trace time: 10m); default: to its end",
     )
     g.add_argument(
         "--speedup",
         type=positive_float,
+        metavar="X",
         default=1.0,
         help="compress the trace's time: 10 replays 10 minutes in one",
     )
     g.add_argument(
         "--rate-scale",
         type=positive_float,
+        metavar="K",
         default=1.0,
         help="multiply the trace's arrivals, keeping its shape: 10 = ten times the traffic",
     )
@@ -84,24 +88,28 @@ def add_arguments(p: Parser) -> None:
     g.add_argument(
         "--chat-turns",
         type=bounded(1),
+        metavar="N",
         default=ChatConfig.turns_median,
         help="--scenario chat: median turns per session (log-normal, long tail)",
     )
     g.add_argument(
         "--chat-turns-sigma",
         type=non_negative_float,
+        metavar="SIGMA",
         default=ChatConfig.turns_sigma,
         help="spread of turns per session (log-normal sigma; 0: every session has the median)",
     )
     g.add_argument(
         "--think-read",
         type=non_negative_float,
+        metavar="S",
         default=ChatConfig.read_s_per_token,
         help="think time: seconds per answer token read (people: about 0.2)",
     )
     g.add_argument(
         "--think-type",
         type=non_negative_float,
+        metavar="S",
         default=ChatConfig.type_s_per_char,
         help="think time: seconds per character of the next message typed (people: about 0.2)",
     )
