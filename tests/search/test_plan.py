@@ -106,6 +106,26 @@ def test_plan_cli_on_a_search_folder_matches_the_step_run(knee_run, tmp_path: Pa
         assert done.returncode == 0, done.stderr
         plans.append(json.loads(done.stdout))
     assert plans[0]["replicas"]["replicas"] == plans[1]["replicas"]["replicas"]
+    priced = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "relaybench",
+            "plan",
+            str(folder),
+            "--peak-rps",
+            "400",
+            "--replica-cost",
+            "75",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert priced.returncode == 0, priced.stderr
+    assert "× $75.00 per replica-month (--replica-cost)" in priced.stdout
+    assert (
+        json.loads((folder / "plan.json").read_text())["replicas"]["replica_cost_per_month"] == 75
+    )
 
 
 def test_every_step_meeting_the_slo_is_a_bound_and_the_runs_own_peak_is_labelled(

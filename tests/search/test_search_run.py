@@ -205,3 +205,23 @@ def test_unreachable_target_exits_2_before_any_load(tmp_path: Path) -> None:
         timeout=30,
     )
     assert done.returncode == 2 and "unreachable" in done.stderr
+
+
+@pytest.mark.slow
+def test_relay_workers_report_capacity_per_count_and_the_cores(tmp_path: Path) -> None:
+    out = tmp_path / "s"
+    done = search(
+        *("--relay-workers", "1,2", "--mock-max-concurrency", "0", "--ttft-ms", "50"),
+        *("--itl-ms", "5", "--max-tokens", "5", "--slo-ttft-p95-ms", "2000"),
+        *("--probe-s", "2", "--start", "2", "--max-probes", "1", "--out", str(out)),
+    )
+    doc = json.loads((out / "search.json").read_text())
+    assert set(doc["targets"]) == {"relay-w1", "relay-w2"}, done.stderr
+    rows = {r["workers"]: r for r in doc["scaling"]["rows"]}
+    assert set(rows) == {1, 2}
+    cores = os.cpu_count() or 1
+    assert rows[2]["core_bound"] is (cores < 4)  # 2 workers + load generator + mock
+    if cores < 4:
+        assert "the cores, not the relay, set the limit" in doc["scaling"]["verdict"]
+        assert "the cores, not the relay" in done.stdout
+    assert "## Relay workers" in (out / "report.md").read_text()
