@@ -109,7 +109,7 @@ def build_parser() -> Parser:
     p.add_argument(
         "--max-concurrency",
         type=non_negative_int,
-        help="mock generations at once, the rest queue (default 40; 0: unlimited; "
+        help="mock generations at once, the rest queue (default 48; 0: unlimited; "
         "retry-storm: users/4)",
     )
     p.add_argument(

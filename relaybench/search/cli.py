@@ -116,11 +116,20 @@ def build_parser() -> Parser:
         type=worker_counts,
         help="e.g. 1,2,4: search the bundled relay at each worker count",
     )
-    m = p.add_argument_group("the embedded mock's load model (without --target)")
-    m.add_argument("--mock-max-concurrency", type=non_negative_int, help="0: unlimited")
-    m.add_argument("--mock-max-queue", type=non_negative_int, help="beyond it: 429")
-    m.add_argument("--mock-slowdown-per-stream", type=non_negative_float)
-    m.add_argument("--mock-slowdown-after", type=non_negative_int)
+    m = p.add_argument_group(
+        "the embedded mock's load model (without --target; also run's --max-concurrency and "
+        "--max-queue)"
+    )
+    m.add_argument(
+        "--slowdown-per-stream",
+        type=non_negative_float,
+        help="ITL x (1 + F x max(0, active - --slowdown-after)) (default 0.01)",
+    )
+    m.add_argument(
+        "--slowdown-after",
+        type=non_negative_int,
+        help="active generations before the slowdown starts (default 8)",
+    )
     plan = p.add_argument_group("capacity plan")
     plan.add_argument("--peak-rps", type=positive_float, help="your peak in requests/s")
     plan.add_argument(
@@ -229,10 +238,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _mock(settings: Any, args: Any) -> Any:
     changes = {
-        "max_concurrency": args.mock_max_concurrency,
-        "max_queue": args.mock_max_queue,
-        "slowdown_per_stream": args.mock_slowdown_per_stream,
-        "slowdown_after": args.mock_slowdown_after,
+        "slowdown_per_stream": args.slowdown_per_stream,
+        "slowdown_after": args.slowdown_after,
     }
     return replace(settings, **{k: v for k, v in changes.items() if v is not None})
 

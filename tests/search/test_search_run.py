@@ -22,8 +22,8 @@ CAP, TTFT_MS, ITL_MS, TOKENS = 2, 150, 10, 10
 SERVICE_S = (TTFT_MS + (TOKENS - 1) * ITL_MS) / 1000
 CAPACITY_RPS = CAP / SERVICE_S  # 8.33 req/s
 MODEL = [
-    *("--default-target", "direct", "--mock-max-concurrency", str(CAP)),
-    *("--mock-slowdown-per-stream", "0", "--ttft-ms", str(TTFT_MS), "--itl-ms", str(ITL_MS)),
+    *("--default-target", "direct", "--max-concurrency", str(CAP)),
+    *("--slowdown-per-stream", "0", "--ttft-ms", str(TTFT_MS), "--itl-ms", str(ITL_MS)),
     *("--max-tokens", str(TOKENS)),
 ]
 
@@ -211,7 +211,7 @@ def test_unreachable_target_exits_2_before_any_load(tmp_path: Path) -> None:
 def test_relay_workers_report_capacity_per_count_and_the_cores(tmp_path: Path) -> None:
     out = tmp_path / "s"
     done = search(
-        *("--relay-workers", "1,2", "--mock-max-concurrency", "0", "--ttft-ms", "50"),
+        *("--relay-workers", "1,2", "--max-concurrency", "0", "--ttft-ms", "50"),
         *("--itl-ms", "5", "--max-tokens", "5", "--slo-ttft-p95-ms", "2000"),
         *("--probe-s", "2", "--start", "2", "--max-probes", "1", "--out", str(out)),
     )
