@@ -37,6 +37,7 @@ from relaybench.scrape.scraper import name_for_url
 from relaybench.traffic import cli as traffic_cli
 
 DEFAULT_TARGETS = ("direct", "relay", "relay-buffered")
+MIN_SCRAPE_INTERVAL_S = 0.1
 DEFAULT_RATE = 5.0
 
 
@@ -283,6 +284,11 @@ def parse(argv: Sequence[str]) -> RunPlan:
         raise UsageError(f"--master-bind {args.master_bind!r}: use HOST:PORT")
     if args.remote_workers and int(bind_port) == 0:
         raise UsageError("--remote-workers needs a fixed port in --master-bind HOST:PORT")
+    if args.scrape_interval < MIN_SCRAPE_INTERVAL_S:
+        raise UsageError(
+            f"--scrape-interval {args.scrape_interval:g}: at least {MIN_SCRAPE_INTERVAL_S:g} s "
+            "(faster polling would load the servers it measures)"
+        )
     targets = _targets(args.target)
     names = [t.name for t in targets] or list(DEFAULT_TARGETS)
     for name in args.buffered:
