@@ -31,6 +31,7 @@ def _lines(path: Path) -> list[dict]:
         ("--scrape-pid", "abc", "positive PID"),
         ("--scrape-pid", "relay=0", "positive PID"),
         ("--scrape-interval", "0", "--scrape-interval"),
+        ("--scrape-interval", "0.01", "at least 0.1 s"),
         ("--scrape-redis", "http://127.0.0.1:6379", "redis://"),
     ],
 )
