@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 from pathlib import Path
 
@@ -64,3 +66,30 @@ def test_exit_code_rules() -> None:
     meta_refused = {**meta, "targets": {"a": {"stopped_early": refused}}}
     code, why = run_exit_code({"targets": {"a": failed}}, meta_refused, interrupted=False)
     assert code == 2 and "stopped early" in why[0]
+
+
+def test_a_target_that_stops_accepting_connections_exits_2(tmp_path: Path) -> None:
+    # reachable for the check before the load, refusing every connection after it
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+
+    def accept_once_then_close() -> None:
+        conn, _ = listener.accept()
+        conn.close()
+        listener.close()
+
+    thread = threading.Thread(target=accept_once_then_close, daemon=True)
+    thread.start()
+    out = tmp_path / "run"
+    try:
+        done = run("--target", f"gone=http://127.0.0.1:{port}", "--users", "10", "--duration",
+                   "60", "--out", str(out))  # fmt: skip
+    finally:
+        thread.join(5)
+        listener.close()
+    assert done.returncode == 2, done.stdout + done.stderr
+    early = load(out / "run.json")["targets"]["gone"]["stopped_early"]
+    assert early["error"] == "connect" and "refused" in early["cause"].lower()
+    assert "[gone] stopped early: its first 20 requests all failed: " in done.stdout
