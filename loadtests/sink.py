@@ -19,8 +19,9 @@ FLUSH_RECORDS = 100
 SAMPLE_INTERVAL_S = 1.0
 
 
-def worker_id(pid: int, n: int | None = None) -> str:
-    return f"w{pid}" if n is None else f"w{pid}-{n}"
+def worker_id(pid: int) -> str:
+    """A load generator's name in its file names and records: ``w<PID>``."""
+    return f"w{pid}"
 
 
 class RecordWriter:

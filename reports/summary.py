@@ -1,4 +1,4 @@
-"""summary.json, built from a run folder's raw records alone (CONTRACT.md, schema_version 1).
+"""summary.json, built from a run folder's raw records alone (schema_version 1).
 
 Its schema is typed in ``relaybench.records`` (``Summary``, ``TargetSummary``, ``Stats``); which
 values feed each STATS block is ``reports.samples``'s rule, in short:

@@ -18,7 +18,6 @@ import orjson
 from relaybench.errors import UsageError
 from relaybench.traffic.config import TrafficConfig
 
-KINDS = ("mock", "relay", "external")
 # Scenario names; their shapes over time are functions in ``loadtests.shapes``.
 CLOSED_LOOP = ("steady", "step", "peak", "spike", "soak", "chat", "retry-storm")
 OPEN_LOOP = ("constant", "poisson", "trace")

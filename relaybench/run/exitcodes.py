@@ -1,4 +1,4 @@
-"""``relaybench run``'s exit code, from what the run measured (the README's table, CONTRACT.md):
+"""``relaybench run``'s exit code, from what the run measured (the README's table):
 
 ==== ======================================================================================
 0    the run completed, every target answered, and every SLO verdict passed (a degraded
