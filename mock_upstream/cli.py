@@ -28,6 +28,7 @@ from mock_upstream.faults import VALID_RATE_KINDS, FaultSyntaxError, parse_rate
 from mock_upstream.latency import DISTRIBUTIONS, Distribution
 from mock_upstream.state import MockState
 from mock_upstream.wire import MockProtocol
+from relaybench import guard
 from relaybench.cliargs import (
     Parser,
     bounded,
@@ -70,6 +71,7 @@ def build_parser() -> Parser:
         default=3.0,
         help="on SIGTERM, open streams get this long, then are closed",
     )
+    guard.add_arguments(p.add_argument_group("request limits (slow or oversized clients)"))
     g = p.add_argument_group("latency (distributions: " + dists + ")")
     g.add_argument(
         "--ttft-ms", type=non_negative_float, default=200.0, help="time to first token: mean"
@@ -184,6 +186,7 @@ def config_from_args(args: argparse.Namespace) -> MockConfig:
         keepalive_ms=args.keepalive_ms,
         fault_rates=rates,
         shutdown_grace_s=args.shutdown_grace_s,
+        limits=guard.limits_from_args(args),
         workers=args.workers,
         peer_dir=args.peer_dir,
         worker_index=args.worker_index,
@@ -229,7 +232,9 @@ def serve(config: MockConfig, argv: Sequence[str] = ()) -> int:
         worker_argv=worker_argv,
         grace_s=config.shutdown_grace_s,
         proxy_headers=False,  # nothing to trust on loopback; saves a wrapper on every send
-        http_protocol=MockProtocol,  # puts the socket in the scope: chunks are written directly
+        # MockProtocol puts the socket in the scope (chunks are written directly); the guard
+        # cuts off slow or oversized requests (relaybench.guard)
+        http_protocol=guard.protocol(config.limits, base=MockProtocol),
         name="mock",
     )
     try:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from mock_upstream.faults import FaultRate
 from mock_upstream.latency import Distribution
+from relaybench.guard import GuardLimits
 
 MAX_BODY_BYTES = 1 << 20  # larger request bodies get 413
 MAX_DRAIN_BYTES = 8 << 20  # refused bodies up to this are read to the end so the 413 is readable
@@ -32,6 +33,7 @@ class MockConfig:
     keepalive_ms: float = 0.0  # 0: no keep-alive comments
     fault_rates: tuple[FaultRate, ...] = ()
     shutdown_grace_s: float = 3.0
+    limits: GuardLimits = field(default_factory=GuardLimits)  # relaybench.guard: slow clients
     workers: int = 1  # processes sharing the port
     peer_dir: str | None = (
         None  # with workers > 1: where they find each other (mock_upstream.peers)

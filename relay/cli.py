@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from relay.app import Relay, build_app, load_keys
 from relay.config import parse_config
 from relay.logs import setup_logging
+from relaybench import guard
 from relaybench.serve import ServeOptions, Service, serve
 
 
@@ -44,6 +45,14 @@ def main(argv: Sequence[str]) -> int:
         worker_argv=worker_argv,
         timeout_keep_alive_s=30,
         tcp_nodelay=True,
+        http_protocol=guard.protocol(  # slow or oversized requests: 408/431 and close
+            guard.GuardLimits(
+                header_timeout_s=config.header_timeout_s,
+                body_timeout_s=config.body_timeout_s,
+                max_header_bytes=config.max_header_bytes,
+                max_headers=config.max_headers,
+            )
+        ),
         name="relay",
     )
     # Requests allocate many short-lived objects and few cycles: collect less often.

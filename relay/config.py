@@ -20,6 +20,7 @@ from relaybench.cliargs import (
     non_negative_int,
     on_off,
     port,
+    positive_float,
     positive_int,
 )
 from relaybench.errors import UsageError
@@ -51,6 +52,10 @@ class RelayConfig:
     pool_timeout_s: float = 5.0
     pool_idle_s: float = 4.0  # under the upstream's keep-alive (uvicorn's: 5 s): we close first
     max_body_bytes: int = 1024 * 1024
+    header_timeout_s: float = 10.0  # slow or oversized requests: relaybench.guard
+    body_timeout_s: float = 30.0
+    max_header_bytes: int = 65536
+    max_headers: int = 100
     grace_s: float = 3.0
     ratelimit_fail: str = "open"  # "open" admits when Redis is unreachable, "closed" answers 503
     redis_timeout_s: float = 0.25
@@ -64,6 +69,10 @@ class RelayConfig:
 
 def _ms(value: str) -> float:
     return non_negative_float(value) / 1000.0
+
+
+def _positive_ms(value: str) -> float:
+    return positive_float(value) / 1000.0
 
 
 def _choice(*allowed: str) -> Callable[[str], str]:
@@ -111,6 +120,10 @@ OPTIONS: list[tuple[str, str, Callable[[str], Any], str, str]] = [
     ("--pool-timeout-ms", "pool_timeout_s", _ms, "5000", "wait for a pool connection"),
     ("--pool-idle-ms", "pool_idle_s", _ms, "4000", "close idle upstream connections after"),
     ("--max-body-bytes", "max_body_bytes", positive_int, "1048576", "request body limit"),
+    ("--header-timeout-ms", "header_timeout_s", _positive_ms, "10000", "headers within, or 408"),
+    ("--body-timeout-ms", "body_timeout_s", _positive_ms, "30000", "body within, or 408"),
+    ("--max-header-bytes", "max_header_bytes", positive_int, "65536", "larger headers: 431"),
+    ("--max-headers", "max_headers", positive_int, "100", "more header lines: 431"),
     ("--grace-ms", "grace_s", _ms, "3000", "on SIGTERM, let streams finish this long"),
     ("--ratelimit-fail", "ratelimit_fail", _choice("open", "closed"), "open", "Redis down"),
     ("--redis-timeout-ms", "redis_timeout_s", _ms, "250", "Redis socket timeouts"),
