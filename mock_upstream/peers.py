@@ -25,6 +25,7 @@ from mock_upstream.history import DEFAULT_SIZE
 from mock_upstream.stats import Lateness
 
 ANSWER_TIMEOUT_S = 2.0
+ANSWER_LIMIT = 64 << 20  # one answer line: a full request log is a few MiB
 _SUMMED = (
     "requests",
     "active_streams",
@@ -105,14 +106,16 @@ class Peers:
     async def _ask(self, index: int, op: dict[str, Any]) -> dict[str, Any]:
         try:
             async with asyncio.timeout(ANSWER_TIMEOUT_S):
-                reader, writer = await asyncio.open_unix_connection(self.path(index))
+                reader, writer = await asyncio.open_unix_connection(
+                    self.path(index), limit=ANSWER_LIMIT
+                )
                 try:
                     writer.write(orjson.dumps(op) + b"\n")
                     line = await reader.readline()
                 finally:
                     writer.close()
             return orjson.loads(line)
-        except (OSError, TimeoutError, orjson.JSONDecodeError) as exc:
+        except (OSError, TimeoutError, ValueError) as exc:  # JSONDecodeError is a ValueError
             raise PeerError(f"mock worker {index} of {self.count} did not answer: {exc}") from None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import psutil
@@ -89,3 +90,20 @@ def test_lateness_histograms_merge_like_one() -> None:
     merged.merge(b.raw())
     merged.merge(Lateness().raw())  # an idle worker adds nothing
     assert merged.summary_ms() == both.summary_ms()
+
+
+def test_a_long_log_comes_whole_across_workers(workers) -> None:
+    """A worker's answer bigger than a stream reader's default 64 KiB line still arrives."""
+
+    fresh = httpx.Limits(max_keepalive_connections=0)  # a new connection for every request
+    with httpx.Client(limits=fresh, timeout=10) as client:
+
+        def post(i: int) -> int:  # the workers log ~300 each (~75 KiB)
+            return client.post(workers.url + CHAT_URL, json=_body(i, False)).status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            assert set(pool.map(post, range(600))) == {200}
+    for _ in range(6):  # fresh connections again: some answers come from the other worker
+        answer = httpx.get(workers.url + "/mock/requests", timeout=10)
+        assert answer.status_code == 200, answer.text
+        assert sorted(e["n"] for e in answer.json()["requests"]) == list(range(1, 601))
