@@ -1,11 +1,10 @@
-"""Reading ``server/*.jsonl`` back: whole files for reports, the last line for a live view.
+"""Reading ``server/*.jsonl`` back, for the reports.
 
 A torn last line (a killed run) or a corrupt one is skipped and counted, never fatal.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,17 +42,6 @@ class SourceSamples:
             if isinstance(value, int | float) and not isinstance(value, bool):
                 times.append(row["time_ns"])
                 values.append(float(value))
-        return np.array(times, dtype=np.int64), np.array(values, dtype=np.float64)
-
-    def family_sum(self, group: str, family: str) -> tuple[np.ndarray, np.ndarray]:
-        """Per sample, the sum of every labelled series of one family (``name`` or ``name{…}``)."""
-        times, values = [], []
-        for row in self.rows:
-            block = row.get(group) or {}
-            parts = [v for k, v in block.items() if k == family or k.startswith(family + "{")]
-            if parts:
-                times.append(row["time_ns"])
-                values.append(float(sum(parts)))
         return np.array(times, dtype=np.int64), np.array(values, dtype=np.float64)
 
 
@@ -98,23 +86,3 @@ def status(run_dir: Path) -> dict[str, Any]:
     except (OSError, orjson.JSONDecodeError):
         return {}
     return data if isinstance(data, dict) else {}
-
-
-def last_row(path: Path, window: int = 65536) -> dict[str, Any] | None:
-    """The newest complete line of a growing JSONL file, reading only its tail."""
-    try:
-        with path.open("rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - window))
-            tail = f.read()
-    except OSError:
-        return None
-    for line in reversed(tail.splitlines()):
-        try:
-            row = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            continue  # the line being written, or the cut first line of the tail
-        if isinstance(row, dict):
-            return row
-    return None

@@ -22,7 +22,6 @@ class FakeEndpoint:
         self.body = body
         self.content_type = content_type
         self.delay_s = 0.0
-        self.hits = 0
         self.port = 0
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -36,7 +35,6 @@ class FakeEndpoint:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                owner.hits += 1
                 if owner.delay_s:
                     time.sleep(owner.delay_s)
                 data = owner.body.encode()
