@@ -34,8 +34,7 @@ class NotPrometheus(ValueError):
 class Histogram:
     bounds: np.ndarray  # upper bounds, ascending, the last one +Inf
     cumulative: np.ndarray  # observations <= each bound
-    total: float  # ``_count``
-    sum: float
+    sum: float  # ``_sum``; the count is the +Inf bucket
 
 
 @dataclass
@@ -56,7 +55,7 @@ def parse(text: str) -> Snapshot:
     """One scrape's body → a snapshot. Raises ``NotPrometheus`` with the parser's reason."""
     snap = Snapshot()
     buckets: dict[str, list[tuple[float, float]]] = {}
-    totals: dict[str, tuple[float, float]] = {}
+    sums: dict[str, float] = {}
     try:
         families = list(text_string_to_metric_families(text))
     except (ValueError, TypeError, IndexError) as exc:
@@ -79,15 +78,14 @@ def parse(text: str) -> Snapshot:
                 else:
                     snap.gauges[series_key(sample.name, labels)] = value
             elif family.type == "histogram":
-                _histogram_sample(family.name, sample.name, labels, value, buckets, totals)
+                _histogram_sample(family.name, sample.name, labels, value, buckets, sums)
             # info, stateset, gaugehistogram: nothing a run's timeline needs
     for key, pairs in buckets.items():
         pairs.sort()
         bounds = np.array([b for b, _ in pairs], dtype=np.float64)
         cumulative = np.array([c for _, c in pairs], dtype=np.float64)
-        count, total_sum = totals.get(key, (cumulative[-1] if cumulative.size else 0.0, 0.0))
         if bounds.size and bounds[-1] == math.inf:
-            snap.histograms[key] = Histogram(bounds, cumulative, count, total_sum)
+            snap.histograms[key] = Histogram(bounds, cumulative, sums.get(key, 0.0))
     return snap
 
 
@@ -97,7 +95,7 @@ def _histogram_sample(
     labels: dict[str, str],
     value: float,
     buckets: dict[str, list[tuple[float, float]]],
-    totals: dict[str, tuple[float, float]],
+    sums: dict[str, float],
 ) -> None:
     if name == f"{family}_bucket" and "le" in labels:
         try:
@@ -105,12 +103,8 @@ def _histogram_sample(
         except ValueError:
             raise NotPrometheus(f"not Prometheus text (bucket bound le of {name})") from None
         buckets.setdefault(series_key(family, labels), []).append((bound, value))
-    elif name == f"{family}_count":
-        key = series_key(family, labels)
-        totals[key] = (value, totals.get(key, (0.0, 0.0))[1])
     elif name == f"{family}_sum":
-        key = series_key(family, labels)
-        totals[key] = (totals.get(key, (0.0, 0.0))[0], value)
+        sums[series_key(family, labels)] = value
 
 
 def _increase(before: float | None, now: float) -> float:
