@@ -83,8 +83,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                     str(args.processes),
                     "--seed",
                     str(args.seed),
-                    "--max-tokens",
-                    "none",
                     "--out",
                     str(run_dir),
                 ]

@@ -161,6 +161,8 @@ def resolve(
     traffic.check()
     if scenario != "trace":
         return Resolved(traffic, None, None)
+    if args.max_tokens != parser.get_default("max_tokens"):
+        raise UsageError("--max-tokens: not with --scenario trace (each row sets its own)")
     sched = traffic.schedule(seed)  # errors name the file as given
     if traffic.trace is not None:  # Locust processes start elsewhere: hand them an absolute path
         traffic = replace(traffic, trace=str(Path(traffic.trace).resolve()))
@@ -183,6 +185,11 @@ def describe(r: Resolved, duration_s: float) -> str:
         f"{window}, speedup {t.speedup:g}, rate-scale {t.rate_scale:g}); run {duration_s:g} s"
     ]
     lines += [f"  note: {n}" for n in r.notes]
+    if duration_s < r.span_s:
+        lines.append(
+            f"  note: --duration {duration_s:g} s ends the run before the schedule does "
+            f"({r.span_s:.1f} s): later arrivals are not sent"
+        )
     return "\n".join(lines)
 
 

@@ -244,6 +244,7 @@ def test_no_policy_sends_once(mock, tmp_path: Path) -> None:
         (["--scenario", "trace", "--speedup", "0"], "--speedup"),
         (["--scenario", "trace", "--rate-scale", "-1"], "--rate-scale"),
         (["--scenario", "trace", "--rate", "3"], "--rate: not with --scenario trace"),
+        (["--scenario", "trace", "--max-tokens", "50"], "--max-tokens: not with --scenario trace"),
         (["--scenario", "steady", "--speedup", "2"], "--speedup: only with --scenario trace"),
         (["--scenario", "peak", "--chat-turns", "4"], "--chat-turns: only with --scenario chat"),
         (["--retry-policy", "often"], "not 'none', 'seed' or a readable TOML file"),
