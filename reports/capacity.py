@@ -281,13 +281,8 @@ def _capacity(rows: pd.DataFrame, inp: PlanInput, load: str) -> dict:
     if best + 1 < len(rows) and p95[best + 1] > p95[best]:
         frac = (inp.slo_ttft_p95_ms - p95[best]) / (p95[best + 1] - p95[best])
         capacity[f"{load}_crossing"] = round(float(x[best] + frac * (x[best + 1] - x[best])), 1)
-    notes = []
-    if capacity["limited_by_last_step"]:
-        notes.append(
-            "Every step met the SLOs: the capacity is at least the last step's load; run heavier "
-            "steps to find the real limit."
-        )
-    return {"steps": table, "knee": knee, "capacity": capacity, "notes": notes}
+    # every step meeting the SLOs makes the capacity a lower bound: said first, in ``flags``
+    return {"steps": table, "knee": knee, "capacity": capacity, "notes": []}
 
 
 def _replicas(

@@ -133,7 +133,16 @@ def search_plan(doc: dict, name: str, inp: PlanInput | None = None) -> dict | No
         slo_error_rate=slo.get("error_rate") if slo.get("error_rate") is not None else 1.0,
     )
     meeting = steps[steps["meets"]]
-    if inp.peak_rps is None and len(meeting):
+    trace = doc.get("trace") or {}
+    if inp.peak_rps is None and trace.get("busiest_rps"):  # "10x our real peak"
+        window = trace.get("busiest_window_s") or 60
+        label = "minute" if window >= 60 else f"{window:.0f} s"
+        inp = replace(
+            inp,
+            reference_rps=float(trace["busiest_rps"]),
+            reference_label=f"the trace's busiest {label}",
+        )
+    elif inp.peak_rps is None and len(meeting):
         best = float(meeting["ok_rps"].max())
         inp = replace(
             inp,

@@ -264,16 +264,16 @@ def plan_sentences(plan: dict) -> list[str]:
             + f"**{cap[load]:,g} {unit}** (TTFT p95 "
             f"{fmt(cap['ttft_p95'])} ms); best throughput within the SLOs "
             f"**{fmt(cap['ok_rps'], 1)} successful req/s**, {fmt(cap['tokens_per_s'], 0)} output "
-            f"tokens/s" + (f" (at {fmt(at, 0)} {unit})." if at != cap[load] else ".")
+            f"tokens/s" + (f" (at {_load(at)} {unit})." if at != cap[load] else ".")
         )
         out.append(
             f"Uncertainty (95% bootstrap CI of each step's p95): confidently "
-            f"{fmt(sure, 0) if sure is not None else 'no step'}, plausibly up to "
-            f"{fmt(maybe, 0)} {unit}"
-            + (f"; p95 crosses the SLO near {fmt(crossing, 0)} {unit}." if crossing else ".")
+            f"{_load(sure) if sure is not None else 'no step'}, plausibly up to "
+            f"{_load(maybe)} {unit}"
+            + (f"; p95 crosses the SLO near {_load(crossing)} {unit}." if crossing else ".")
         )
     if plan.get("knee") is not None:
-        out.append(f"Knee (TTFT p95 starts to climb): about {fmt(plan['knee'], 0)} {unit}.")
+        out.append(f"Knee (TTFT p95 starts to climb): about {_load(plan['knee'])} {unit}.")
     rep = plan.get("replicas")
     if rep and rep.get("replicas"):
         count = f"at most {rep['replicas']}" if rep.get("bound") == "at_most" else rep["replicas"]
@@ -320,6 +320,11 @@ def plan_sentences(plan: dict) -> list[str]:
         )
     out += plan.get("notes") or []
     return out
+
+
+def _load(x: float) -> str:
+    """A load as measured: whole users stay whole, a rate scale of 0.5 stays 0.5."""
+    return f"{x:.4g}" if abs(x) < 1000 else f"{x:,.0f}"
 
 
 def cost_rows(plan: dict) -> Table | None:

@@ -14,7 +14,8 @@ still inconclusive is counted by its point estimate. Every other verdict stops t
 never counted as a pass or a fail of the target: ``harness-bound`` (the load generator's CPU,
 schedule lag or lost records), ``mock-bound`` (the mock upstream missed its own schedule),
 ``all-failed`` (no request succeeded; above a load that passed, it is a plain fail: an overloaded
-target may answer every request with an error), ``interrupted`` (Ctrl-C). ``max_probes`` counts
+target may answer every request with an error), ``no-requests`` (the probe's schedule sent
+nothing: a trace's quiet stretch), ``interrupted`` (Ctrl-C). ``max_probes`` counts
 bracket, bisection and repeat probes; the confirmation comes on top.
 
 The conclusion (``conclude``) is a function of the probe list alone, so a search folder rebuilt
@@ -34,7 +35,8 @@ HARNESS_BOUND = "harness-bound"
 MOCK_BOUND = "mock-bound"
 ALL_FAILED = "all-failed"
 INTERRUPTED = "interrupted"
-STOPPING = (HARNESS_BOUND, MOCK_BOUND, ALL_FAILED, INTERRUPTED)
+NO_REQUESTS = "no-requests"  # the probe's schedule sent nothing (a trace's quiet stretch)
+STOPPING = (HARNESS_BOUND, MOCK_BOUND, ALL_FAILED, INTERRUPTED, NO_REQUESTS)
 
 # what a search ended as (``Outcome.status``)
 FOUND = "found"
@@ -48,6 +50,8 @@ LIFT = {
     MOCK_BOUND: "a mock with cores of its own: run `relaybench mock` on another machine and "
     "point --target at it, or lower its chunk rate (a larger --itl-ms, smaller --max-tokens)",
     ALL_FAILED: "check the target by hand (URL, --api-key, that it is up): every request failed",
+    NO_REQUESTS: "a probe that sends something: a longer --probe-s, or for a trace a busier part "
+    "of it (--trace-start, --trace-window) or a larger --speedup",
 }
 
 

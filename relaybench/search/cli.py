@@ -39,7 +39,7 @@ from relaybench.cliargs import (
 )
 from relaybench.errors import UsageError
 from relaybench.search.bracket import FOUND, INTERRUPTED, SearchSettings, find_capacity
-from relaybench.search.probe import AXES, STEADY_E2E_TIMES, UNITS, RunProbe
+from relaybench.search.probe import AXES, STEADY_E2E_TIMES, UNITS, RunProbe, trace_rates
 from relaybench.search.scaling import redis_server, scaling, worker_counts
 from relaybench.search.slo import SLO, slo_from_toml
 
@@ -206,6 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     shown = credentials.redacted_words(argv, [run.load.api_key])  # the key is never written
     doc = _document(shown, args, axis, settings, mock if not run.targets else None, warnings)
+    if axis == "rate_scale":
+        doc["trace"] = {"file": run.load.traffic.trace_path, **trace_rates(run.load)}
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     search = _Search(args, run, mock, settings, doc)

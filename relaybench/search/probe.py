@@ -29,13 +29,15 @@ from typing import Any
 import numpy as np
 import orjson
 
-from relaybench.run.config import LoadConfig, ShapeParams, Target
+from relaybench.errors import UsageError
+from relaybench.run.config import LoadConfig, Target
 from relaybench.run.servers import MockSettings
 from relaybench.search.bracket import (
     ALL_FAILED,
     HARNESS_BOUND,
     INTERRUPTED,
     MOCK_BOUND,
+    NO_REQUESTS,
     ProbeRequest,
     ProbeResult,
 )
@@ -88,32 +90,34 @@ class RunProbe:
     def in_flight_cap(self, load: float) -> int:
         """Open loop: room for twice the Little's-law concurrency at the slowest E2E seen."""
         e2e = max([self.e2e_guess_s, *self.seen_e2e_s])
-        rate = load * self._trace_rate() if self.axis == "rate_scale" else load
+        rate = (
+            load * trace_rates(self.template)["replay_rps"] if self.axis == "rate_scale" else load
+        )
         return max(self.users, math.ceil(2 * rate * e2e) + 4)
 
-    def _trace_rate(self) -> float:
-        return float(getattr(self.template.shape, "rate", None) or 1.0)
-
-    def shape(self, req: ProbeRequest) -> ShapeParams:
-        base = self.template.shape
+    def config(self, req: ProbeRequest, run_dir: Path) -> LoadConfig:
+        """The run of one probe: the template at this load, for ``req.seconds``."""
+        base = self.template
+        cfg = replace(base, run_dir=str(run_dir))
         if self.axis == "users":
-            return replace(base, scenario="steady", users=int(req.load), duration_s=req.seconds)
-        cap = self.in_flight_cap(req.load)
-        if self.axis == "rate":
-            return replace(
-                base, scenario=self.scenario, users=cap, duration_s=req.seconds, rate=req.load
-            )
-        return replace(base, users=cap, duration_s=req.seconds, rate_scale=req.load)
+            shape = replace(base.shape, scenario="steady", users=int(req.load))
+        elif self.axis == "rate":
+            cap = self.in_flight_cap(req.load)
+            shape = replace(base.shape, scenario=self.scenario, rate=req.load, users=cap)
+        else:  # the trace, replayed at req.load times its own rate
+            shape = replace(base.shape, users=self.in_flight_cap(req.load))
+            cfg = replace(cfg, traffic=replace(base.traffic, rate_scale=req.load))
+        return replace(cfg, shape=replace(shape, duration_s=req.seconds))
 
     def __call__(self, req: ProbeRequest) -> ProbeResult:
         from relaybench.run.orchestrator import Orchestrator, RunPlan
 
         run_dir = self.out_dir / f"{req.index:02d}-{req.role}-{req.load:g}"
-        shape = self.shape(req)
+        load = self.config(req, run_dir)
         plan = RunPlan(
             run_dir=run_dir,
             command=self.command,
-            load=replace(self.template, shape=shape, run_dir=str(run_dir)),
+            load=load,
             targets=[self.target],
             buffered=set() if self.target.stream else {self.target.name},
             mock=self.mock or MockSettings(),
@@ -126,8 +130,17 @@ class RunProbe:
         unit = UNITS[self.axis]
         print(f"-- probe {req.index + 1} ({req.role}): {req.load:g} {unit}, {req.seconds:g} s")
         orchestrator = Orchestrator(plan)
-        orchestrator.run()
-        _annotate(run_dir, req, self.axis, self.slo, self.mock, shape.users)
+        try:
+            orchestrator.run()
+        except UsageError:  # the summary of a probe that recorded nothing
+            if _recorded(run_dir):
+                raise
+        if not _recorded(run_dir) and not orchestrator.interrupted:
+            reason = f"{self.target.name}: the probe sent no request in its {req.seconds:g} s"
+            return ProbeResult(
+                req.load, req.seconds, NO_REQUESTS, folder=str(run_dir), reasons=[reason]
+            )
+        _annotate(run_dir, req, self.axis, self.slo, self.mock, load.shape.users)
         if orchestrator.interrupted:
             return ProbeResult(
                 req.load,
@@ -148,6 +161,27 @@ class RunProbe:
         for warning in result.warnings:
             print(f"   warning: {warning}", flush=True)
         return result
+
+
+def trace_rates(template: LoadConfig) -> dict[str, float]:
+    """The replayed trace at rate scale 1: its mean rate as replayed, and its busiest minute in
+    the trace's own time (what "10x our real peak" multiplies)."""
+    traffic = template.traffic
+    key = (traffic.trace_path, traffic.trace_start_s, traffic.trace_window_s, traffic.speedup)
+    if key not in _TRACE_RATES:
+        schedule = replace(traffic, rate_scale=1.0).schedule(template.seed)
+        span_s = max(schedule.span_s, 1e-9)
+        width = min(60.0, span_s * traffic.speedup)  # trace seconds: a minute, or the whole cut
+        busiest = schedule.per_bin(width / traffic.speedup).max()
+        _TRACE_RATES[key] = {
+            "replay_rps": len(schedule) / span_s,
+            "busiest_rps": float(busiest) / width,
+            "busiest_window_s": width,
+        }
+    return _TRACE_RATES[key]
+
+
+_TRACE_RATES: dict[tuple, dict[str, float]] = {}
 
 
 def _annotate(
@@ -177,6 +211,14 @@ def evaluate(run_dir: Path, name: str, load: float, seconds: float, slo: SLO) ->
     from reports.folder import load_folder
     from reports.summary import write_summary
 
+    if not _recorded(run_dir):
+        return ProbeResult(
+            load,
+            seconds,
+            NO_REQUESTS,
+            folder=str(run_dir),
+            reasons=[f"{name}: the probe sent no request in its {seconds:g} s"],
+        )
     summary = write_summary(run_dir)
     folder = load_folder(run_dir)
     rows = folder.groups().get(name)
@@ -217,6 +259,11 @@ def evaluate(run_dir: Path, name: str, load: float, seconds: float, slo: SLO) ->
     if target:
         out.verdict, out.reasons = FAIL, target
     return out
+
+
+def _recorded(run_dir: Path) -> bool:
+    """Whether any record file of the probe has content."""
+    return any(p.stat().st_size for p in (Path(run_dir) / "records").glob("*.jsonl"))
 
 
 def _classify(reasons: list[str], cap_full: bool) -> tuple[list[str], list[str], list[str]]:

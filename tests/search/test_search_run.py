@@ -225,3 +225,40 @@ def test_relay_workers_report_capacity_per_count_and_the_cores(tmp_path: Path) -
         assert "the cores, not the relay, set the limit" in doc["scaling"]["verdict"]
         assert "the cores, not the relay" in done.stdout
     assert "## Relay workers" in (out / "report.md").read_text()
+
+
+def test_a_trace_is_searched_along_its_rate_scale(tmp_path: Path) -> None:
+    trace = tmp_path / "trace.csv"  # 20 arrivals a second for 30 s, short answers
+    rows = [f"{i / 20:.3f},100,5" for i in range(600)]
+    trace.write_text("t_s,input_tokens,output_tokens\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "s"
+    done = search(
+        *("--scenario", "trace", "--trace", str(trace), "--default-target", "direct"),
+        *("--ttft-ms", "50", "--itl-ms", "5", "--slo-ttft-p95-ms", "2000"),
+        *("--probe-s", "2", "--start", "0.25", "--max-probes", "1", "--out", str(out)),
+    )
+    doc = json.loads((out / "search.json").read_text())
+    assert doc["axis"] == "rate_scale" and doc["unit"] == "× the trace's rate", done.stderr
+    assert doc["trace"]["replay_rps"] == pytest.approx(20, rel=0.05)
+    assert doc["trace"]["busiest_rps"] == pytest.approx(20, rel=0.05)
+    probe = doc["targets"]["direct"]["probes"][0]
+    assert probe["load"] == 0.25
+    if probe["verdict"] in ("harness-bound", "mock-bound"):
+        pytest.skip(f"this machine was too busy to measure: {probe['reasons']}")
+    assert probe["stats"]["requests"] == pytest.approx(0.25 * 20 * 2, abs=3)
+    assert "the trace's busiest 30 s" in (out / "report.md").read_text()
+
+
+def test_a_probe_that_sends_nothing_stops_the_search(tmp_path: Path) -> None:
+    trace = tmp_path / "late.csv"  # one arrival, then the next only after 60 s
+    trace.write_text("t_s,input_tokens,output_tokens\n0,10,5\n60,10,5\n61,10,5\n")
+    out = tmp_path / "s"
+    done = search(
+        *("--scenario", "trace", "--trace", str(trace), "--trace-start", "1s"),
+        *("--default-target", "direct", "--ttft-ms", "50", "--itl-ms", "5"),
+        *("--slo-ttft-p95-ms", "2000", "--probe-s", "2", "--start", "1", "--out", str(out)),
+    )
+    assert done.returncode == 1, done.stderr
+    result = json.loads((out / "search.json").read_text())["targets"]["direct"]
+    assert result["status"] == "no-requests"
+    assert "sent no request" in result["message"] and "--trace-start" in result["hint"]
