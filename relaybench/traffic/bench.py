@@ -14,6 +14,7 @@ import argparse
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -122,8 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"schedule lag ms: p50 {p50:.2f}  p99 {p99:.2f}  max {worst:.2f} "
         f"(target p99 <= {LAG_P99_TARGET_MS:g} ms: {met})"
     )
-    errors = sum(not r["ok"] for r in recs)
-    print(f"failed requests: {errors}")
+    errors = Counter(r["error"] for r in recs if not r["ok"])
+    print(f"failed requests: {sum(errors.values())} {dict(errors) or ''}".rstrip())
     for worker in sorted({c["worker"] for c in cpu}):
         pct = [c["cpu_pct"] for c in cpu if c["worker"] == worker and c["users"]]
         if pct:
