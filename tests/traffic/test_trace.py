@@ -127,6 +127,11 @@ def test_unreadable(tmp_path: Path) -> None:
     assert "cannot read" in usage(p)
 
 
+@pytest.mark.skipif(not Path("/proc/self/mem").exists(), reason="needs Linux /proc")
+def test_unreadable_even_for_root() -> None:
+    assert "cannot read: Input/output error" in usage(Path("/proc/self/mem"))
+
+
 @pytest.mark.parametrize("text", ["", "\n\n  \n"])
 def test_empty(tmp_path: Path, text: str) -> None:
     assert "empty" in usage(write(tmp_path, text))
