@@ -90,9 +90,9 @@ def line(
         when = "finishing"  # the scenario is over; requests in flight are ending
     else:
         when = f"{elapsed_s:5.0f}/{total_s:.0f} s"
-    rate = f"{rps:6.1f} req/s" if not final else f"{rps:.1f} req/s overall"
+    load = f"users {users:4d}  {rps:6.1f} req/s" if not final else f"{rps:.1f} req/s overall"
     return (
-        f"  [{name}] {when}  users {users:4d}  {rate}  "
+        f"  [{name}] {when}  {load}  "
         f"TTFT p50 {ms(ttft_p50)} p95 {ms(ttft_p95)} ms  done {done}  errors {errors}"
         + causes_text(causes, errors)
     )
