@@ -63,8 +63,9 @@ def trend(
     with np.errstate(invalid="ignore"):  # many ties make the interval's variance negative
         if np.ptp(values) == 0:  # not a single change: no trend, and no interval to compute
             slope = low = high = 0.0
+            intercept = float(values[0])
         else:
-            slope, _, low, high = stats.theilslopes(values, t_s, alpha=limits.confidence)
+            slope, intercept, low, high = stats.theilslopes(values, t_s, alpha=limits.confidence)
             if not (np.isfinite(low) and np.isfinite(high)):  # no usable interval
                 low = high = slope
         later = stats.theilslopes(values[half], t_s[half])[0] if half.sum() >= 3 else 0.0
@@ -82,8 +83,9 @@ def trend(
         "growth": round(float(growth), 3),
         "span_s": round(span, 1),
         "points": int(t_s.size),
-        "start": round(float(values[0]), 3),
-        "end": round(float(values[-1]), 3),
+        # the fitted line's ends: a first or last sample that happens to dip is not the trend
+        "start": round(float(intercept + slope * t_s[0]), 3),
+        "end": round(float(intercept + slope * t_s[-1]), 3),
     }
 
 
@@ -107,8 +109,8 @@ def describe(server: str, target: str, key: str, verdict: dict[str, Any]) -> str
     low, high = verdict["slope_ci_per_min"]
     what = "memory (RSS)" if key == "rss_mb" else "open file descriptors"
     return (
-        f"{server} during {target}: {what} grew steadily from {verdict['start']:g} to "
-        f"{verdict['end']:g} {verdict['unit']} over {verdict['span_s']:.0f} s "
-        f"({verdict['slope_per_min']:+g} {verdict['unit']}/min, 95% CI {low:+g} to {high:+g}): "
-        f"a possible leak."
+        f"{server} during {target}: {what} grew steadily from about {verdict['start']:.4g} to "
+        f"{verdict['end']:.4g} {verdict['unit']} over {verdict['span_s']:.0f} s "
+        f"({verdict['slope_per_min']:+.3g} {verdict['unit']}/min, 95% CI {low:+.3g} to "
+        f"{high:+.3g}): a possible leak."
     )

@@ -60,3 +60,20 @@ def test_a_long_soak_is_judged_on_binned_medians() -> None:
     rss = 80 + hours / 600 + RNG.normal(0, 1.0, hours.size)  # +6 MiB an hour
     verdict = leaks.check({"rss_mb": (_ns(hours), rss)})["rss_mb"]
     assert verdict["leak"] is True and verdict["points"] <= leaks.MAX_POINTS
+
+
+def test_the_sentence_reads_the_fitted_line_not_a_dipping_last_sample() -> None:
+    """A growing RSS whose last sample dips (a GC, an arena returned) below its first judged one
+    still reads as growth from the trend's start to its end, with three significant digits."""
+    rss = 80 + 0.1 * SECONDS + RNG.normal(0, 0.3, SECONDS.size)
+    rss[-1] = 70.0
+    verdict = leaks.check({"rss_mb": (_ns(SECONDS), rss)})["rss_mb"]
+    assert verdict["leak"] is True
+    assert verdict["start"] < verdict["end"]
+    assert abs(verdict["start"] - (80 + 0.1 * 24)) < 1.0  # the window after the 20% warm-up
+    assert abs(verdict["end"] - (80 + 0.1 * 119)) < 1.0
+    sentence = leaks.describe("relay", "relay", "rss_mb", verdict)
+    low, high = verdict["slope_ci_per_min"]
+    assert (
+        f"({verdict['slope_per_min']:+.3g} MiB/min, 95% CI {low:+.3g} to {high:+.3g})" in sentence
+    )
