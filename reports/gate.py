@@ -35,7 +35,7 @@ from reports.records import Records, load_records
 from reports.samples import Sample, select
 from reports.shape import differences
 from reports.significance import Interval, mann_whitney, percentile_diff_ci
-from reports.thresholds import DISTRIBUTIONS, Check, Thresholds
+from reports.thresholds import DISTRIBUTIONS, Check, Thresholds, server_metric
 
 _LAG_FAMILIES = ("first_token_lag_ms", "chunk_lag_ms")
 
@@ -254,6 +254,8 @@ def metric_value(entry: dict, metric: str, where: str) -> float | None:
     """A target's metric from its summary entry; None when measured but empty (count 0)."""
     if metric.startswith("errors."):
         return float((entry.get("errors") or {}).get(metric.split(".", 1)[1], 0))
+    if (server := server_metric(metric)) is not None:
+        return _server_value(entry, *server, where)
     if "." not in metric:
         value = entry.get(metric)
         return None if value is None else float(value)
@@ -267,6 +269,16 @@ def metric_value(entry: dict, metric: str, where: str) -> float | None:
         )
         raise UsageError(f"{where} has no {family} statistics{why}")
     value = block.get(stat)
+    return None if value is None else float(value)
+
+
+def _server_value(entry: dict, server: str, name: str, where: str) -> float | None:
+    """``server.SERVER.FIELD``: the target's summary ``server`` block (``relaybench.scrape``)."""
+    block = entry.get("server") or {}
+    if server not in block:
+        known = ", ".join(block) or "none: nothing was scraped during it"
+        raise UsageError(f"{where} has no samples of server {server!r} (servers: {known})")
+    value = block[server].get(name)
     return None if value is None else float(value)
 
 

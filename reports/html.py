@@ -13,7 +13,7 @@ from pathlib import Path
 import jinja2
 
 from reports import traffic
-from reports.tables import CHART_TITLES, Report
+from reports.tables import CHART_TITLES, SERVER_NOTE, Report
 
 CAPTIONS = {
     "ttft_cdf": "Share of requests (y) whose first token arrived within x ms. Further left is "
@@ -59,11 +59,14 @@ def render_html(r: Report) -> str:
         "response": r.response,
         "errors": r.errors,
         "causes": r.causes,
+        "server": r.server,
     }
     return _ENV.get_template("report.html.j2").render(
         run=r.run,
         health=r.health,
         notes=r.notes,
+        leaks=r.leaks,
+        server_note=SERVER_NOTE,
         tables=tables,
         calibration_sentence=r.calibration_sentence,
         charts=charts,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from reports.tables import (
     CHART_TITLES,
+    SERVER_NOTE,
     PlanTables,
     Report,
     Table,
@@ -36,10 +37,19 @@ def health_lines(summary: dict) -> str:
     cpu = health.get("loadgen_cpu_max_pct")
     checked = "; ".join(health.get("checked") or []) or "no load-generator samples or mock stats"
     if not health.get("degraded"):
-        return f"**Health: OK** — load generator CPU max {fmt(cpu, 0)}%. Checked: {checked}."
-    lines = [f"**Health: DEGRADED** — load generator CPU max {fmt(cpu, 0)}%."]
-    lines += [f"- ⚠ {reason}" for reason in health.get("reasons") or []]
-    return "\n".join(lines)
+        text = f"**Health: OK** — load generator CPU max {fmt(cpu, 0)}%. Checked: {checked}."
+    else:
+        lines = [f"**Health: DEGRADED** — load generator CPU max {fmt(cpu, 0)}%."]
+        lines += [f"- ⚠ {reason}" for reason in health.get("reasons") or []]
+        text = "\n".join(lines)
+    return text + leak_lines(health.get("leaks") or [])
+
+
+def leak_lines(leaks: list[str]) -> str:
+    """The leak watch's findings, after the health line: about the target, not the measurement."""
+    if not leaks:
+        return ""
+    return "\n\n**Leak watch:**\n" + "\n".join(f"- ⚠ {sentence}" for sentence in leaks)
 
 
 def plan_markdown(plan: dict) -> str:
@@ -60,7 +70,7 @@ def report_markdown(r: Report) -> str:
     run = r.run
     parts = [
         f"# relaybench report — {run['scenario']}, {run['started_at']}",
-        health_lines({"health": r.health}),
+        health_lines({"health": {**r.health, "leaks": r.leaks}}),
     ]
     if r.notes:
         parts.append("**Input notes:**\n" + "\n".join(f"- {n}" for n in r.notes))
@@ -82,6 +92,8 @@ def report_markdown(r: Report) -> str:
             "Service time counts from the actual send; response time from the intended start.",
             table(*r.response),
         ]
+    if r.server:
+        parts += ["## Server side", SERVER_NOTE, table(*r.server)]
     parts += ["## Errors", _table_or(r.errors, "No errors.")]
     if r.causes:
         parts += ["Top causes (status and the first line of the body or exception):"]

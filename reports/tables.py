@@ -169,6 +169,63 @@ def response_time_rows(summary: dict) -> Table | None:
     return header, rows
 
 
+SERVER_NOTE = (
+    "What each server used during each target's window, from its process samples or its "
+    "/metrics: CPU (100 % = one core), CPU seconds per request and per 1,000 chunks, peak RSS, "
+    "open file descriptors at the start and the end. The leak watch judges RSS and fds only "
+    "while the scenario holds its load."
+)
+
+
+def server_rows(summary: dict) -> Table | None:
+    """Per target and server (summary.json ``server``): CPU, CPU per request and per 1,000
+    chunks, peak RSS, open fds start → end, and the leak watch's verdict."""
+    rows = [
+        [
+            name,
+            server,
+            b.get("source") or "–",
+            fmt(b.get("peak_cpu_pct"), 0),
+            _sig(b.get("cpu_s_per_request")),
+            _sig(b.get("cpu_s_per_1k_chunks")),
+            fmt(b.get("peak_rss_mb")),
+            f"{fmt(b.get('fds_start'))} → {fmt(b.get('fds_end'))}",
+            _leak_cell(b.get("leak")),
+        ]
+        for name, t in summary["targets"].items()
+        for server, b in (t.get("server") or {}).items()
+    ]
+    header = [
+        "target",
+        "server",
+        "source",
+        "peak CPU %",
+        "CPU s / request",
+        "CPU s / 1k chunks",
+        "peak RSS MiB",
+        "fds start → end",
+        "leak watch",
+    ]
+    return (header, rows) if rows else None
+
+
+def _sig(value: float | None) -> str:
+    """Three significant digits: CPU seconds per request are often a few thousandths."""
+    return "–" if value is None else f"{value:.3g}"
+
+
+def _leak_cell(verdicts: dict | None) -> str:
+    if not verdicts:  # not a held-load scenario, or too few samples to judge
+        return "not judged"
+    labels = {"rss_mb": "RSS", "fds": "fds"}
+    flagged = [
+        f"{labels.get(key, key)} {v['slope_per_min']:+.3g} {v['unit']}/min"
+        for key, v in verdicts.items()
+        if v.get("leak")
+    ]
+    return "grows: " + ", ".join(flagged) if flagged else "no steady growth"
+
+
 def slo_verdict(t: dict, slo: dict | None) -> str:
     """One target's verdict: ``PASS``, ``FAIL: <what missed>`` or ``no SLO set`` (the report's
     verdict table and ``relaybench run``'s exit code both read it)."""
@@ -455,6 +512,8 @@ class Report:
     folder: str
     charts: dict[str, Path] = field(default_factory=dict)  # CHART_TITLES key -> PNG
     causes: Table | None = None  # the top causes of failed requests per target
+    server: Table | None = None  # per target and server: CPU, RSS, fds (summary.json server)
+    leaks: list[str] = field(default_factory=list)  # the leak watch's sentences (health.leaks)
 
 
 def build_report(
@@ -477,6 +536,8 @@ def build_report(
         response=response_time_rows(summary),
         errors=errors_rows(summary),
         causes=causes_rows(summary),
+        server=server_rows(summary),
+        leaks=list(summary["health"].get("leaks") or []),
         plan=plan_tables(plan) if plan else None,
         metadata=metadata_lines(meta, summary["run"]),
         folder=folder,

@@ -23,6 +23,10 @@ decides what the percent is:
   percent has no absolute meaning and is refused, naming the signed form.
 - ``"<= 800"`` (no ``%``): absolute, in the metric's unit.
 
+A target's table also takes ``"server.SERVER.FIELD"``: a number of summary.json's ``server``
+block for that target, e.g. ``"server.relay.cpu_s_per_1k_chunks" = "<= 5"`` (the fields are
+``relaybench.scrape.usage.FIELDS``).
+
 TOML allows a key once per table, so a metric with two limits takes a list:
 ``"ttft_ms.p95" = ["<= 800", "<= +15%"]``.
 Every mistake is a ``UsageError`` (exit 2) naming the file, the table and the key.
@@ -37,6 +41,7 @@ from pathlib import Path
 
 from relaybench.errors import UsageError
 from relaybench.records import ERROR_TYPES, PERCENTILES, STAT_KEYS
+from relaybench.scrape.usage import FIELDS as SERVER_FIELDS
 
 DISTRIBUTIONS = ("ttft_ms", "itl_ms", "e2e_ms", "first_token_lag_ms", "chunk_lag_ms")
 SCALARS = ("requests", "ok", "error_rate", "output_tokens", "output_tokens_per_s", "requests_per_s")
@@ -72,6 +77,14 @@ _SETTING_NUMBERS = ("slo_ttft_ms", "slo_e2e_ms")
 _LIMIT = re.compile(r"^(?P<op><=|>=)\s*(?P<num>(?P<sign>[+-]?)[^\s%]+)\s*(?P<pct>%?)$")
 # metrics that are a fraction 0..1: an unsigned percent on them means that fraction
 FRACTION_METRICS = ("error_rate", "user_error_rate", "attempt_error_rate")
+
+
+def server_metric(key: str) -> tuple[str, str] | None:
+    """``server.SERVER.FIELD`` as (SERVER, FIELD); None for any other key (names may hold dots)."""
+    if not key.startswith("server."):
+        return None
+    server, _, name = key.removeprefix("server.").rpartition(".")
+    return (server, name) if server and name in SERVER_FIELDS else None
 
 
 @dataclass(frozen=True)
@@ -228,11 +241,12 @@ def _limits(value: object) -> list[object]:
 
 def _parse_check(path: Path, table: str, key: str, value: object, known: tuple[str, ...]) -> Check:
     where = f"{path}: [{table}] {key!r}"
-    if key not in known:
+    if key not in known and (table == DERIVED_TABLE or server_metric(key) is None):
         settings = f" (settings: {', '.join(_SETTING_TARGETS + _SETTING_NUMBERS)})"
+        servers = f", server.SERVER.FIELD with FIELD one of {', '.join(SERVER_FIELDS)}"
         raise UsageError(
             f"{where}: unknown metric; known metrics: {', '.join(known)}"
-            + (settings if table == DERIVED_TABLE else "")
+            + (settings if table == DERIVED_TABLE else servers)
         )
     if not isinstance(value, str):
         raise UsageError(
@@ -268,7 +282,7 @@ def _absolute_percent(where: str, value: str, key: str, number: float) -> float:
     """An unsigned percent: a fraction on ``error_rate``, the number itself on ``*_pct``."""
     if key in FRACTION_METRICS:
         return number / 100.0
-    if key.split(".", 1)[0].endswith("_pct"):
+    if key.split(".", 1)[0].endswith("_pct") or key.endswith("_pct"):
         return number
     signed = value.strip().replace(" ", "")
     signed = signed[:2] + " +" + signed[2:]

@@ -22,6 +22,23 @@ import numpy as np
 
 from relaybench.scrape.samples import SourceSamples
 
+# the block's numbers, in the order ``server_block`` writes them (the gate's ``server.*`` paths)
+FIELDS = (
+    "samples",
+    "gaps",
+    "peak_cpu_pct",
+    "mean_cpu_pct",
+    "cpu_s",
+    "peak_rss_mb",
+    "rss_mb_start",
+    "rss_mb_end",
+    "fds_start",
+    "fds_end",
+    "threads_max",
+    "cpu_s_per_request",
+    "cpu_s_per_1k_chunks",
+)
+
 
 def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None or not np.isfinite(value) else round(float(value), digits)
