@@ -45,6 +45,8 @@ def test_a_401_target_gets_a_bounded_request_rate_and_the_cause_is_shown(
     assert f"every request failed ({len(recs)}× {cause})" in done.stdout
     report = (out / "report.md").read_text()
     assert f"| direct | {len(recs)} | {cause} |" in report
+    html = (out / "report.html").read_text()
+    assert "Top causes" in html and cause in html
 
 
 def _cfg(scenario: str = "steady", rate: float | None = None) -> LoadConfig:
