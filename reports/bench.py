@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from relaybench.procs import die_with_parent, owned_child
 from reports.synthetic import SyntheticRun, write_run
 
 TARGET_S = 20.0
@@ -57,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--build", type=Path, help=argparse.SUPPRESS)  # the child's job
     args = parser.parse_args(argv)
     if args.build:
+        die_with_parent()  # a bench killed outright (a CI timeout) leaves no build running
         print(json.dumps(build(args.build)))
         return 0
     with tempfile.TemporaryDirectory(prefix="relaybench-bench-report-") as tmp:
@@ -75,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             capture_output=True,
             text=True,
             check=False,
+            **owned_child(),
         )
         wall = time.perf_counter() - t1
         if child.returncode != 0:
