@@ -57,6 +57,9 @@ class Target:
     stream: bool = True
     kind: str = "external"
     stamps: bool = False  # the upstream is our mock: chunks carry x_mock_emitted_ns
+    # measured for comparison only (the default run's relay-buffered): its SLO verdict is
+    # reported but does not set the exit code
+    baseline: bool = False
 
     @property
     def chat_url(self) -> str:

@@ -4,7 +4,8 @@
 0    the run completed, every target answered, and every SLO verdict passed (a degraded
      measurement is printed in the health line and left to ``relaybench gate`` to judge)
 1    the run completed, but an SLO verdict failed, every request of a target failed, or a
-     target was stopped early because its first requests all failed the same way
+     target was stopped early because its first requests all failed the same way (the SLO
+     verdict of a baseline target — the default run's relay-buffered — is reported, not gated)
 2    bad usage, or a target that could not be connected to: refused before any load, or
      stopped early because its first requests all failed to connect
 130  interrupted (Ctrl-C, SIGTERM, or STOP in Locust's web UI)
@@ -55,6 +56,8 @@ def run_exit_code(
 
         for name, t in targets.items():
             verdict = slo_verdict(t, meta["slo"])
+            if (entries.get(name) or {}).get("baseline"):
+                continue  # shown for comparison (what a user waits without streaming)
             if verdict.startswith("FAIL") and t.get("ok"):
                 code = max(code, FAILED)
                 reasons.append(f"{name}: SLO verdict {verdict}")

@@ -90,7 +90,14 @@ def default_targets(servers: BenchServers) -> list[Target]:
     return [
         Target("direct", servers.mock.url, stream=True, kind="mock", stamps=True),
         Target("relay", servers.relay.url, stream=True, kind="relay", stamps=True),
-        Target("relay-buffered", servers.relay.url, stream=False, kind="relay", stamps=True),
+        Target(
+            "relay-buffered",
+            servers.relay.url,
+            stream=False,
+            kind="relay",
+            stamps=True,
+            baseline=True,
+        ),
     ]
 
 
@@ -230,6 +237,7 @@ class Orchestrator:
             "stream": target.stream,
             "kind": target.kind,
             "stamps": target.stamps,
+            "baseline": target.baseline,
             "started_ns": time.time_ns(),
             "ended_ns": None,
         }

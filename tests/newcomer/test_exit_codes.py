@@ -93,3 +93,18 @@ def test_a_target_that_stops_accepting_connections_exits_2(tmp_path: Path) -> No
     early = load(out / "run.json")["targets"]["gone"]["stopped_early"]
     assert early["error"] == "connect" and "refused" in early["cause"].lower()
     assert "[gone] stopped early: its first 20 requests all failed: " in done.stdout
+
+
+def test_a_baseline_targets_missed_slo_is_reported_not_gated() -> None:
+    slo = {"ttft_ms_p95": 100.0}
+    ok = {"requests": 5, "ok": 5, "error_rate": 0.0, "ttft_ms": {"p95": 50.0}}
+    slow = {**ok, "ttft_ms": {"p95": 5000.0}}
+    summary = {"targets": {"relay": ok, "relay-buffered": slow}}
+    meta = {
+        "planned_targets": ["relay", "relay-buffered"],
+        "targets": {"relay": {}, "relay-buffered": {"baseline": True}},
+        "slo": slo,
+    }
+    assert run_exit_code(summary, meta, interrupted=False) == (0, [])
+    meta["targets"]["relay-buffered"] = {}  # the same target, not a baseline: it gates
+    assert run_exit_code(summary, meta, interrupted=False)[0] == 1
