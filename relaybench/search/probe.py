@@ -132,9 +132,9 @@ class RunProbe:
         orchestrator = Orchestrator(plan)
         try:
             orchestrator.run()
-        except UsageError:  # the summary of a probe that recorded nothing
-            if _recorded(run_dir):
-                raise
+        except UsageError:  # the summary of a probe whose record files stayed empty
+            if _recorded(run_dir) or not any((run_dir / "records").glob("*.jsonl")):
+                raise  # e.g. an unreachable target: refused before any load
         if not _recorded(run_dir) and not orchestrator.interrupted:
             reason = f"{self.target.name}: the probe sent no request in its {req.seconds:g} s"
             return ProbeResult(
