@@ -19,15 +19,18 @@ in the child itself, not with Popen's ``preexec_fn``, which is unsafe once threa
 from __future__ import annotations
 
 import collections
+import contextlib
 import ctypes
 import os
 import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -72,6 +75,63 @@ def owned_command(argv: Sequence[str]) -> list[str]:
     parent-death signal survives ``exec``, so e.g. ``redis-server`` ends with us too.
     """
     return [sys.executable, "-m", "relaybench.procs", *argv]
+
+
+@contextlib.contextmanager
+def redis_server(timeout: float = 10.0) -> Iterator[str]:
+    """A private, owned ``redis-server`` on a free loopback port (no persistence): yields its
+    ``redis://`` URL once it answers PING; stopped by PID on exit, and with us if we are killed."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RelaybenchError(
+            "redis-server is not installed (python -m tools.ensure_binaries installs it)"
+        )
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    proc = subprocess.Popen(
+        owned_command(argv),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        **owned_child(),
+    )
+    try:
+        _wait_pong(proc, port, time.monotonic() + timeout)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        _stop(proc, 5.0)
+
+
+def _wait_pong(proc: subprocess.Popen[bytes], port: int, deadline: float) -> None:
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as conn:
+                conn.sendall(b"PING\r\n")
+                if conn.recv(16).startswith(b"+PONG"):
+                    return
+        except OSError:
+            pass
+        if proc.poll() is not None:
+            raise RelaybenchError(f"redis-server on port {port} exited with code {proc.returncode}")
+        if time.monotonic() > deadline:
+            raise RelaybenchError(f"redis-server on port {port} did not answer PING in time")
+        time.sleep(0.05)
+
+
+def _stop(proc: subprocess.Popen[Any], timeout: float) -> None:
+    """SIGTERM, wait up to ``timeout``, then SIGKILL."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        pass
 
 
 class ServerProcess:
@@ -139,15 +199,7 @@ class ServerProcess:
         proc = self.proc
         if proc is None:
             return None
-        if proc.poll() is None:
-            try:
-                os.kill(proc.pid, signal.SIGTERM)
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
-            except ProcessLookupError:
-                pass
+        _stop(proc, timeout)
         if self._reader:
             self._reader.join(2)
         return proc.returncode

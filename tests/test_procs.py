@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -12,7 +14,7 @@ import psutil
 import pytest
 
 from relaybench.errors import RelaybenchError
-from relaybench.procs import PARENT_PID_ENV, ServerProcess, owned_child
+from relaybench.procs import PARENT_PID_ENV, ServerProcess, owned_child, redis_server
 
 PARENT = """
 import sys, time
@@ -128,3 +130,59 @@ def test_a_non_python_child_dies_with_its_parent_too() -> None:
             parent.wait()
         if child is not None and child.is_running():
             child.kill()
+
+
+def _ping(url: str) -> bytes:
+    host, port = url.removeprefix("redis://").split("/")[0].split(":")
+    with socket.create_connection((host, int(port)), timeout=2) as conn:
+        conn.sendall(b"PING\r\n")
+        return conn.recv(16)
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
+def test_redis_server_answers_then_is_stopped() -> None:
+    with redis_server() as url:
+        assert _ping(url).startswith(b"+PONG")
+        (proc,) = [c for c in psutil.Process().children() if c.name() == "redis-server"]
+    assert not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+    with pytest.raises(OSError):
+        _ping(url)
+
+
+def test_redis_server_missing_is_a_clear_error(monkeypatch) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(RelaybenchError, match="redis-server is not installed"), redis_server():
+        pass
+
+
+@pytest.mark.skipif(
+    sys.platform != "linux" or shutil.which("redis-server") is None,
+    reason="PR_SET_PDEATHSIG is Linux-only; redis-server is not installed",
+)
+def test_redis_server_does_not_outlive_a_killed_parent() -> None:
+    code = (
+        "import os, time\n"
+        "from relaybench.procs import redis_server\n"
+        "with redis_server() as url:\n"
+        "    print(url, flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    children: list[psutil.Process] = []
+    try:
+        assert parent.stdout is not None
+        url = parent.stdout.readline().strip()
+        assert _ping(url).startswith(b"+PONG")
+        children = psutil.Process(parent.pid).children()
+        assert [c.name() for c in children] == ["redis-server"]
+        parent.kill()  # no finally in the parent runs: only the kernel's signal can stop redis
+        parent.wait()
+        _, alive = psutil.wait_procs(children, timeout=5)
+        assert not alive, "redis-server outlived its killed parent"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+        for child in children:
+            if child.is_running():
+                child.kill()

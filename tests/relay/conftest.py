@@ -3,11 +3,8 @@ and a tiny raw-socket upstream for byte-exact checks. Everything is stopped at t
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +15,7 @@ import orjson
 import pytest
 
 from relay.keys import create_key
-from relaybench.procs import ServerProcess
+from relaybench.procs import ServerProcess, redis_server
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hello there"}]}
 
@@ -127,38 +124,11 @@ def relay(
 
 @pytest.fixture
 def redis_url() -> Iterator[str]:
-    """A private redis-server on a free port, stopped by PID."""
-    binary = shutil.which("redis-server")
-    if binary is None:
+    """A private redis-server on a free port, stopped by PID (``relaybench.procs``)."""
+    if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed (tools/ensure_binaries.py installs it)")
-    port = free_port()
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2) as conn:
-                    conn.sendall(b"PING\r\n")
-                    if conn.recv(16).startswith(b"+PONG"):
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("redis-server did not start")
-            time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
+    with redis_server() as url:
+        yield url
 
 
 class RawUpstream:

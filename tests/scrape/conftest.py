@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from relaybench.search.scaling import redis_server
+from relaybench.procs import redis_server
 
 
 @pytest.fixture
