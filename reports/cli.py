@@ -46,22 +46,61 @@ def report_main(argv: Sequence[str]) -> int:
     return 0
 
 
+def _pair(value: str) -> tuple[str, str]:
+    a, sep, b = value.partition("=")
+    if not sep or not a or not b:
+        raise argparse.ArgumentTypeError(f"{value!r}: use A_NAME=B_NAME, e.g. relay=gateway")
+    return a, b
+
+
 def compare_main(argv: Sequence[str]) -> int:
-    parser = Parser(prog="relaybench compare", description="Compare two run folders side by side.")
+    parser = Parser(
+        prog="relaybench compare",
+        description="Compare two run folders side by side: what differs between the runs, which "
+        "differences are real, and whether B regressed (exit 0 no regression, 1 a regression, "
+        "2 bad usage).",
+    )
     parser.add_argument("a", type=_existing_dir, help="run folder A (the baseline)")
     parser.add_argument("b", type=_existing_dir, help="run folder B")
     parser.add_argument("--out", type=Path, required=True, help="folder for the comparison")
+    parser.add_argument(
+        "--map",
+        type=_pair,
+        action="append",
+        default=[],
+        metavar="A_NAME=B_NAME",
+        help="compare target A_NAME of run A with target B_NAME of run B (repeatable; "
+        "targets of the same name pair by themselves)",
+    )
+    parser.add_argument(
+        "--tolerance",
+        type=bounded(0, 10),
+        default=0.10,
+        help="latency and throughput: a significant change is a regression beyond this share "
+        "of A's value",
+    )
+    parser.add_argument(
+        "--error-tolerance",
+        type=bounded(0, 1),
+        default=0.01,
+        help="error rate: a significant rise is a regression beyond this many fraction points",
+    )
     args = parser.parse_args(argv)
-    from reports.compare import write_comparison
+    from reports.compare import Tolerances, write_comparison
 
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out {args.out} exists and is not a directory")
+    mapping = dict(args.map)
+    if len(mapping) != len(args.map):
+        raise UsageError("--map: a target of run A is paired twice")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = write_comparison(args.a, args.b, args.out)
+        result = write_comparison(
+            args.a, args.b, args.out, mapping, Tolerances(args.tolerance, args.error_tolerance)
+        )
     print(result["markdown"])
     print(f"\ncomparison: {args.out / 'compare.html'}  {args.out / 'compare.md'}")
-    return 0
+    return 1 if result["regression"] else 0
 
 
 def plan_main(argv: Sequence[str]) -> int:
