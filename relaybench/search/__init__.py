@@ -6,4 +6,5 @@
 - ``probe``    — the real probe: one ``relaybench run`` of one target at one load, in a sub-folder.
 - ``scaling``  — ``--relay-workers``: the search repeated over relay worker counts, one Redis.
 - ``cli``      — the command line, ``search.json`` and the report.
+- ``rebuild``  — ``relaybench report`` on a search folder: every probe re-judged from its records.
 """

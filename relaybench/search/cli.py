@@ -51,7 +51,6 @@ NOT_FOR_SEARCH = {
     "--rate": "the rate is the load axis the search moves (--start)",
     "--steps": "a search probes one load at a time",
     "--web": "probes are short runs; watch the printed probe lines",
-    "--out": "give --out once, to the search",
 }
 DEFAULT_TARGETS = ("direct", "relay", "relay-buffered")
 
