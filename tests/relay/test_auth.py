@@ -262,9 +262,10 @@ def test_key_store_applies_revocation_and_plan_changes_within_a_second(tmp_path)
     assert store.plan_for_key(moved, now + 2.0)[1].name == "basic"
 
 
-def test_revoked_and_replanned_keys_apply_within_1_5_s_while_only_known_keys_are_used(
-    relay, keys_file, kit
-):
+def test_revoked_and_replanned_keys_apply_while_only_known_keys_are_used(relay, keys_file, kit):
+    """End to end: the edit reaches the running relay with no unknown key to force a reload.
+    How soon (within a second) is the KeyStore test's, on an injected clock: a wall-clock bound
+    here would measure the machine's load."""
     revoked, moved = create_key(keys_file, "pro"), create_key(keys_file, "pro")
     server = relay()
     url = server.url + "/v1/chat/completions"
@@ -280,22 +281,20 @@ def test_revoked_and_replanned_keys_apply_within_1_5_s_while_only_known_keys_are
                 entry["plan"] = "basic"
 
         _rewrite(keys_file, edit)
-        changed_at = time.monotonic()
-        refused_after = replanned_after = None
-        while time.monotonic() - changed_at < 3.0 and (
-            refused_after is None or replanned_after is None
-        ):
-            if refused_after is None:
+        deadline = time.monotonic() + 15.0  # a bound on the loop, not the thing measured
+        refused = replanned = False
+        while time.monotonic() < deadline and not (refused and replanned):
+            if not refused:
                 response = client.post(url, content=body, headers={"X-API-Key": revoked})
                 if response.status_code == 401:
                     assert response.json()["error"]["code"] == "invalid_api_key"
-                    refused_after = time.monotonic() - changed_at
+                    refused = True
                 else:
                     assert response.status_code == 200
-            if replanned_after is None:
+            if not replanned:
                 response = client.post(url, content=body, headers={"X-API-Key": moved})
                 assert response.status_code == 200
-                if response.headers["x-ratelimit-limit"] == "30":
-                    replanned_after = time.monotonic() - changed_at
-    assert refused_after is not None and refused_after <= 1.5
-    assert replanned_after is not None and replanned_after <= 1.5
+                replanned = response.headers["x-ratelimit-limit"] == "30"
+            time.sleep(0.05)
+    assert refused, "the revoked key was still accepted"
+    assert replanned, "the moved key kept its old plan"

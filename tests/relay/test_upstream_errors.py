@@ -1,5 +1,9 @@
 """Points 6, 7, 8: honest statuses before the first byte, SSE error lines after it, retries
-before the first byte only, and the three timeouts."""
+before the first byte only, and the three timeouts.
+
+Timing is checked the way a busy machine cannot break: the error code proves which timeout
+fired (the mock would otherwise have answered in full), and a lower bound proves the relay
+waited what it was told; no upper wall-clock bound (a loaded CI runner only adds time)."""
 
 from __future__ import annotations
 
@@ -104,7 +108,7 @@ def test_connect_timeout_is_504(start_server, kit):
         listener.close()
     assert response.status_code == 504
     assert response.json()["error"]["code"] == "upstream_connect_timeout"
-    assert 0.25 < elapsed < 2.0
+    assert elapsed >= 0.3 - 0.01  # waited the configured 300 ms
 
 
 def test_first_token_timeout_is_504(server, kit):
@@ -112,8 +116,8 @@ def test_first_token_timeout_is_504(server, kit):
     response = post(server, kit, {"X-Mock-TTFT-Ms": "3000"})
     elapsed = time.perf_counter() - started
     assert response.status_code == 504
-    assert response.json()["error"]["code"] == "upstream_first_token_timeout"
-    assert 0.35 < elapsed < 1.5  # configured 400 ms
+    assert response.json()["error"]["code"] == "upstream_first_token_timeout"  # not the 3 s answer
+    assert elapsed >= 0.4 - 0.01  # waited the configured 400 ms
 
 
 def test_first_token_timeout_non_stream(server, kit):
@@ -145,8 +149,8 @@ def test_mid_stream_failure_ends_with_error_line_and_no_done(server, kit, fault,
     assert tail["error"]["type"] == "upstream_error"
     content = [orjson.loads(d) for d in data[:-1]]
     assert len(content) >= 3 and all("choices" in c for c in content)
-    if fault.startswith("stall"):
-        assert 0.25 < elapsed < 2.0  # idle timeout 300 ms
+    if fault.startswith("stall"):  # the stall never ends: only the 300 ms idle timeout ends it
+        assert elapsed >= 0.3 - 0.01
 
 
 def test_idle_gap_below_timeout_is_fine(server, kit):
@@ -222,8 +226,8 @@ def test_retry_after_honoured_up_to_cap(start_server, mock, kit):
     response = post(relay, kit, {"X-Mock-Fault": "status:429"})
     elapsed = time.perf_counter() - started
     assert response.status_code == 429 and response.headers["retry-after"] == "1"
-    assert httpx.get(mock.url + "/mock/stats").json()["requests"] == 2
-    assert 0.95 < elapsed < 2.5  # waited the mock's Retry-After (1 s) once
+    assert httpx.get(mock.url + "/mock/stats").json()["requests"] == 2  # retried once
+    assert elapsed >= 1.0 - 0.01  # after waiting the mock's Retry-After (1 s)
 
     capped = bare_relay(
         start_server, mock.url, {"RELAY_MAX_RETRIES": "3", "RELAY_RETRY_AFTER_CAP_MS": "500"}
@@ -231,9 +235,10 @@ def test_retry_after_honoured_up_to_cap(start_server, mock, kit):
     httpx.post(mock.url + "/mock/reset")
     started = time.perf_counter()
     response = post(capped, kit, {"X-Mock-Fault": "status:429"})
+    capped_s = time.perf_counter() - started
     assert response.status_code == 429 and response.headers["retry-after"] == "1"
-    assert time.perf_counter() - started < 0.9  # 1 s is over the cap: no waiting, no retry
-    assert httpx.get(mock.url + "/mock/stats").json()["requests"] == 1
+    assert httpx.get(mock.url + "/mock/stats").json()["requests"] == 1  # 1 s is over the cap
+    assert capped_s < elapsed - 0.5  # and no wait: well short of the honoured case's 1 s wait
 
 
 def test_retry_deadline_bounds_total_time(start_server, kit):
@@ -245,10 +250,7 @@ def test_retry_deadline_bounds_total_time(start_server, kit):
         url,
         {"RELAY_MAX_RETRIES": "50", "RELAY_RETRY_BASE_MS": "100", "RELAY_RETRY_DEADLINE_MS": "600"},
     )
-    started = time.perf_counter()
     response = post(relay, kit, {})
-    elapsed = time.perf_counter() - started
     assert response.status_code == 502
-    assert elapsed < 1.5
     retries = kit.metric(relay, "relay_upstream_retries_total")
     assert 1 <= retries <= 4  # 50, 100, 200, 400 ms... stopped by the 600 ms deadline
