@@ -169,8 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, rest = _split(argv)
     from relaybench.run.cli import parse as parse_run
 
-    run_scenario = "steady" if args.scenario == "steady" else args.scenario
-    run = parse_run([*rest, "--scenario", run_scenario, "--out", str(args.out)])
+    run = parse_run([*rest, "--scenario", args.scenario, "--out", str(args.out)])
     flags = [args.slo_ttft_p95_ms, args.slo_error_rate, args.slo_e2e_p95_ms, args.slo_goodput]
     if args.slo_file is None and all(v is None for v in flags):
         raise UsageError(

@@ -109,6 +109,11 @@ class RunProbe:
             cfg = replace(cfg, traffic=replace(base.traffic, rate_scale=req.load))
         return replace(cfg, shape=replace(shape, duration_s=req.seconds))
 
+    def _run_slo(self) -> dict[str, float] | None:
+        """The SLOs a run folder's own report judges (those of ours it knows), in run.json."""
+        pairs = (("ttft_ms_p95", self.slo.ttft_p95_ms), ("error_rate", self.slo.error_rate))
+        return {k: v for k, v in pairs if v is not None} or None
+
     def __call__(self, req: ProbeRequest) -> ProbeResult:
         from relaybench.run.orchestrator import Orchestrator, RunPlan
 
@@ -121,7 +126,7 @@ class RunProbe:
             targets=[self.target],
             buffered=set() if self.target.stream else {self.target.name},
             mock=self.mock or MockSettings(),
-            slo={"ttft_ms_p95": self.slo.ttft_p95_ms, "error_rate": self.slo.error_rate},
+            slo=self._run_slo(),
             mock_url=self.mock_url,
             full_report=False,
             scrape_pids=list(self.scrape_pids),
