@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import gevent
+import gevent.event
 import orjson
 
 from loadtests import schedule
@@ -108,6 +109,11 @@ class TraceReplay:
             self._history[r.session] = messages  # until the answer arrives
             fields.update(session=r.session, turn=turn)
         return body, fields
+
+    def prepare(self, r: TraceRow, *, stream: bool) -> tuple[dict[str, Any], dict[str, Any], bytes]:
+        """``request`` and the serialised body."""
+        body, fields = self.request(r, stream=stream)
+        return body, fields, orjson.dumps(body)
 
     def answered(self, r: TraceRow, body: dict[str, Any], answer: str) -> None:
         """A session row's answer joins the conversation its next row sends."""
@@ -211,3 +217,70 @@ class Attempts:
             gevent.sleep(left / 1e9)
         self._wait_ms = seconds * 1e3
         self._attempt_pc = time.perf_counter_ns()
+
+
+Arrival = tuple[int, float | None, TraceRow | None]  # intended_ns, asked rate, trace row
+
+
+class Dispatcher:
+    """Open loop: which user sends the next arrival, and when.
+
+    One user at a time (the leader) takes the next arrival, prepares it and sleeps until it is
+    due; then it hands the lead to the user that became free most recently (a stack) and sends.
+    Users that are not needed stay idle, so the few in use keep their keep-alive connections
+    warm. Had every free user taken a future arrival, each would wait ``users / rate`` seconds
+    between its requests, find its connection closed by the server's idle timeout (uvicorn's is
+    5 s) and pay a reconnect, with a thread-pool address lookup, inside its measured TTFT.
+    """
+
+    def __init__(self, take: Callable[[], Arrival | None]) -> None:
+        self._take = take
+        self._idle: list[gevent.event.Event] = []
+        self._led = False
+        self._done = False
+
+    def next(self, prepare: Callable[[Arrival], Any]) -> tuple[Arrival, Any] | None:
+        """The next arrival once it is due, and what ``prepare`` made of it before the wait;
+        None when the schedule is done."""
+        if self._led and not self._done:
+            turn = gevent.event.Event()
+            self._idle.append(turn)
+            try:
+                turn.wait()
+            except BaseException:  # stopped while idle: pass the lead on if it was ours
+                if turn.is_set():
+                    self._hand_over()
+                else:
+                    self._idle.remove(turn)
+                raise
+        if self._done:
+            return None
+        self._led = True
+        try:
+            arrival = self._take()
+            if arrival is None:
+                self._done = True
+                return None
+            prepared = prepare(arrival)
+            while (left := arrival[0] - time.time_ns()) > 0:
+                gevent.sleep(left / 1e9)
+            if self._done:  # the run stopped meanwhile: nothing goes out after its end
+                return None
+        finally:
+            self._hand_over()
+        return arrival, prepared
+
+    def stop(self) -> None:
+        """The run is ending (Locust's ``test_stopping``): no more arrivals; idle users return."""
+        self._done = True
+        self._hand_over()
+
+    def _hand_over(self) -> None:
+        if self._done:  # nothing left to send: every idle user returns None
+            for turn in self._idle:
+                turn.set()
+            self._idle.clear()
+        if self._idle:
+            self._idle.pop().set()
+        else:
+            self._led = False

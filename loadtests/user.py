@@ -70,6 +70,7 @@ class LoadContext:
         self._arrivals: Iterator[tuple[int, float | None, traffic.TraceRow | None]] | None = None
         self.trace = traffic.TraceReplay(config) if config.shape.scenario == "trace" else None
         self.chat: traffic.ChatSessions | None = None
+        self.dispatcher = traffic.Dispatcher(self.next_arrival)  # open loop: who sends next
 
     def start(self, t0_ns: int, index: int) -> None:
         """Time zero of the run (the same on every process; the schedule hangs from it) and
@@ -106,6 +107,14 @@ class LoadContext:
     def next_arrival(self) -> tuple[int, float | None, traffic.TraceRow | None] | None:
         assert self._arrivals is not None
         return next(self._arrivals, None)
+
+    def prepare(self, arrival: traffic.Arrival) -> tuple[dict, dict, bytes] | None:
+        """A trace row's request, built before its time (a session row's waits: its history
+        may still grow)."""
+        row = arrival[2]
+        if row is None or row.session or self.trace is None:
+            return None
+        return self.trace.prepare(row, stream=self.target.stream)
 
     def step_at(self, wall_ns: int) -> int | None:
         if self.config.shape.scenario != "step" or self.t0_ns is None:
@@ -196,26 +205,17 @@ class ChatUser(User):
         if ctx.chat is not None:  # --scenario chat: one turn of this user's session
             ctx.chat.turn(self)
             return
-        intended = rate = row = None
+        intended = rate = row = prepared = None
         if ctx.config.shape.open_loop:
-            arrival = ctx.next_arrival()
-            if arrival is None:  # schedule done: idle until the shape ends the run
+            due = ctx.dispatcher.next(ctx.prepare)  # our turn, then the arrival's time
+            if due is None:  # schedule done: idle until the shape ends the run
                 gevent.sleep(0.5)
                 return
-            intended, rate, row = arrival
-            if row is not None and not row.session:  # a trace row: its body before its time
-                assert ctx.trace is not None
-                body, fields = ctx.trace.request(row, stream=ctx.target.stream)
-                payload = orjson.dumps(body)
-            delay = (intended - time.time_ns()) / 1e9
-            if delay > 0:
-                gevent.sleep(delay)
+            (intended, rate, row), prepared = due
         stream = ctx.target.stream
         if row is not None:  # --scenario trace
             assert ctx.trace is not None
-            if row.session:  # the conversation as it stands now
-                body, fields = ctx.trace.request(row, stream=stream)
-                payload = orjson.dumps(body)
+            body, fields, payload = prepared or ctx.trace.prepare(row, stream=stream)
             _, answer = self.send(
                 ctx.next_seq(), payload, row.output_tokens, rate=rate, intended_ns=intended,
                 keep_text=bool(row.session), **fields,

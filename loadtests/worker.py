@@ -236,6 +236,7 @@ def run_local(cfg: LoadConfig) -> int:
     )
     runner = env.create_local_runner()
     stopper = _Stopper(env)
+    env.events.test_stopping.add_listener(lambda **_: ctx.dispatcher.stop())
     live = _start_web(env, cfg)
     live_csv = _start_csv(env, cfg)
     t_start = time.monotonic()
@@ -361,6 +362,7 @@ def run_worker(cfg: LoadConfig, master_host: str, master_port: int) -> int:
     env = Environment(user_classes=[make_user_class(ctx)], stop_timeout=cfg.stop_timeout_s)
     runner = env.create_worker_runner(master_host, master_port)
     runner.register_message(T0_MESSAGE, lambda msg, **_: ctx.start(msg.data, runner.worker_index))
+    env.events.test_stopping.add_listener(lambda **_: ctx.dispatcher.stop())
     # Report the last requests before telling the master we stopped: without this they would
     # wait for the next 3-second report, which a quitting master never reads.
     env.events.test_stop.add_listener(lambda **_: runner._send_stats())

@@ -1,0 +1,68 @@
+"""The open-loop dispatcher: each arrival goes out once, at its time, from the user free last."""
+
+from __future__ import annotations
+
+import time
+
+import gevent
+
+from loadtests.traffic import Dispatcher
+
+
+def schedule(n: int, gap_s: float, start_s: float = 0.02) -> list[tuple[int, None, None]]:
+    t0 = time.time_ns()
+    return [(t0 + round((start_s + i * gap_s) * 1e9), None, None) for i in range(n)]
+
+
+def run_users(d: Dispatcher, users: int, work_s: float = 0.0) -> list[tuple[int, int, int]]:
+    """(user, intended_ns, sent_ns) of everything the users sent, until the schedule is done."""
+    sent: list[tuple[int, int, int]] = []
+
+    def user(u: int) -> None:
+        while (due := d.next(lambda a: None)) is not None:
+            sent.append((u, due[0][0], time.time_ns()))
+            gevent.sleep(work_s)
+
+    gevent.joinall([gevent.spawn(user, u) for u in range(users)], timeout=10, raise_error=True)
+    return sent
+
+
+def test_every_arrival_once_and_never_early() -> None:
+    arrivals = schedule(40, 0.002)
+    it = iter(arrivals)
+    sent = run_users(Dispatcher(lambda: next(it, None)), users=8, work_s=0.01)
+    assert sorted(i for _, i, _ in sent) == [a[0] for a in arrivals]
+    assert all(s >= i for _, i, s in sent)
+
+
+def test_the_user_free_last_sends_next() -> None:
+    # sparse arrivals and instant answers: the lead passes before each send, so two users
+    # take turns and the other eighteen never wake
+    it = iter(schedule(10, 0.01))
+    sent = run_users(Dispatcher(lambda: next(it, None)), users=20)
+    assert len(sent) == 10 and len({u for u, _, _ in sent}) == 2
+
+
+def test_busy_users_bring_in_more_users() -> None:
+    it = iter(schedule(30, 0.002))
+    sent = run_users(Dispatcher(lambda: next(it, None)), users=20, work_s=0.02)
+    assert len(sent) == 30 and len({u for u, _, _ in sent}) > 5
+
+
+def test_stop_sends_nothing_more_and_releases_idle_users() -> None:
+    it = iter(schedule(100, 0.01, start_s=0.05))
+    d = Dispatcher(lambda: next(it, None))
+    sent: list[int] = []
+
+    def user() -> None:
+        while (due := d.next(lambda a: None)) is not None:
+            sent.append(due[0][0])
+
+    greenlets = [gevent.spawn(user) for _ in range(5)]
+    gevent.sleep(0.2)
+    d.stop()
+    stopped_ns = time.time_ns()
+    gevent.joinall(greenlets, timeout=2)
+    assert all(g.dead for g in greenlets)
+    assert 0 < len(sent) < 100
+    assert max(sent) <= stopped_ns  # nothing due after the stop was sent
