@@ -12,6 +12,7 @@ state the user (``loadtests.user``) needs to act on them:
   the user's Locust wait, so stopping the run never waits behind a thinking user.
 - ``Attempts`` — the bookkeeping of one user request's attempts under the retry policy: each
   attempt's status, error type, start and the wait before it, written into the one record.
+- ``Dispatcher`` — open loop (any scenario): which user sends the next arrival, and when.
 """
 
 from __future__ import annotations
