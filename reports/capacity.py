@@ -185,7 +185,8 @@ def _flags(out: dict, unit: str) -> list[str]:
             f"A bound, not a measurement: every step met the SLOs, so one replica carries at "
             f"least {cap[out['load_axis']]:g} {unit}"
             + (f" and the peak needs **at most {n} replica(s)**" if n else "")
-            + "; run heavier steps to find the real limit."
+            + "; measure heavier loads to find the real limit (heavier steps, or a search "
+            "with a higher --start or more --max-probes)."
         )
     if rep.get("source") == "run":
         flags.append(
