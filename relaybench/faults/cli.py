@@ -7,7 +7,8 @@
 Exit codes: 0 nothing failed, 1 a scenario failed, 2 bad usage (unreachable target, a target
 that needs a key, a target not in front of the mock), 130 interrupted (partial scorecard).
 The API key (``--api-key`` or ``RELAYBENCH_API_KEY``) is sent as a bearer token and written
-nowhere: the recorded command line shows it as ``***``.
+nowhere: the recorded command line shows it as ``***``. Credentials in a URL
+(``https://user:pass@relay``) are shown as ``https://***@relay`` in messages and the scorecard.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import secrets
 import sys
 import time
@@ -112,12 +114,21 @@ def _target(spec: str) -> tuple[str, str]:
     name, sep, url = spec.partition("=")
     parts = urlsplit(url)
     if not sep or not name or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"--target {spec!r}: use NAME=URL, e.g. myrelay=http://127.0.0.1:8080")
+        shown = _hide_userinfo(spec)
+        raise UsageError(f"--target {shown!r}: use NAME=URL, e.g. myrelay=http://127.0.0.1:8080")
     return name, url
 
 
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#@\s]*@")
+
+
+def _hide_userinfo(text: str) -> str:
+    """Every URL's ``user:password@`` in ``text`` as ``***@`` (as ``relaybench run`` shows them)."""
+    return _USERINFO.sub(r"\1***@", text)
+
+
 def redacted(argv: Sequence[str]) -> str:
-    """The command line with the API key's value replaced by ``***``."""
+    """The command line with the API key's value and URLs' credentials replaced by ``***``."""
     out: list[str] = []
     hide = False
     for arg in argv:
@@ -130,7 +141,7 @@ def redacted(argv: Sequence[str]) -> str:
         elif arg.startswith("--api-key="):
             out.append("--api-key=***")
         else:
-            out.append(arg)
+            out.append(_hide_userinfo(arg))
     return " ".join(["relaybench", "faults", *out])
 
 
@@ -152,8 +163,14 @@ def main(argv: Sequence[str]) -> int:
     target = _target(args.target) if args.target else None
     if args.mock_url and args.mock_port:
         raise UsageError("--mock-port applies to the mock the harness starts; not with --mock-url")
+    hide = [api_key] if api_key else []  # written nowhere, even where a relay echoes them
+    if target is not None and _hide_userinfo(target[1]) != target[1]:
+        hide.append(target[1])
     if target is not None:
-        check_reachable(*target)  # before anything starts or runs
+        try:
+            check_reachable(*target)  # before anything starts or runs
+        except UsageError as exc:
+            raise UsageError(_hide_userinfo(exc.message)) from None
     if args.mock_url:
         _check_mock(args.mock_url)
     servers = Servers()
@@ -162,7 +179,7 @@ def main(argv: Sequence[str]) -> int:
     clock = time.perf_counter()
     run: dict[str, Any] = {
         "started_at": started_at,
-        "command": redacted(argv),
+        "command": redacted(argv),  # the key and any URL's credentials as ***
         "under_load": args.under_load,
         "max_hang_s": args.max_hang_s,
         "harness_started_relay": target is None,
@@ -176,7 +193,8 @@ def main(argv: Sequence[str]) -> int:
             print(f"mock upstream {mock_url}; bundled relay {urls['relay']}", flush=True)
         else:
             print(f"mock upstream {mock_url}: {target[0]}'s upstream must point here", flush=True)
-        run.update(target={"name": target[0], "url": target[1]}, mock_url=mock_url)
+        shown = {"name": target[0], "url": _hide_userinfo(target[1])}
+        run.update(target=shown, mock_url=_hide_userinfo(mock_url))
         ctx = _context(servers, target[1], mock_url, api_key, args.max_hang_s, args.model)
         client = Client(target[1], api_key, args.model)
         load = runner.Background(client, args.under_load, ctx.run_id) if args.under_load else None
@@ -193,19 +211,19 @@ def main(argv: Sequence[str]) -> int:
         except AuthRequired as exc:
             how = "the API key was refused" if api_key else "pass --api-key or RELAYBENCH_API_KEY"
             message = f"{target[0]} answered the clean stream with 401 ({how}): {exc}"
-            raise UsageError(scorecard.scrub(message, [api_key] if api_key else [])) from None
+            raise UsageError(_hide_userinfo(scorecard.scrub(message, hide))) from None
         except NotThroughMock as exc:
             message = (
                 f"{target[0]} answered the clean stream ({exc}) but the mock at {mock_url} never "
                 f"saw it: point {target[0]}'s upstream URL at {mock_url}"
             )
-            raise UsageError(scorecard.scrub(message, [api_key] if api_key else [])) from None
+            raise UsageError(_hide_userinfo(scorecard.scrub(message, hide))) from None
         if load is not None:
             results.append(load.result())
     finally:
         servers.stop()
     run["duration_s"] = round(time.perf_counter() - clock, 3)
-    doc = scorecard.write(args.out, results, run, hide=[api_key] if api_key else [])
+    doc = scorecard.write(args.out, results, run, hide=hide)
     _print(doc, args.out)
     if run["interrupted"]:
         return 130

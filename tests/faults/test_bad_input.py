@@ -35,6 +35,16 @@ def test_an_unreachable_target_stops_before_anything_runs(faults: Faults, capsys
     assert "mock upstream" not in capsys.readouterr().out  # no mock was started
 
 
+def test_an_unreachable_targets_url_credentials_are_not_shown(faults: Faults, capsys) -> None:
+    url = f"http://me:pw-never-shown@127.0.0.1:{closed_port()}"
+    code, doc = faults("--target", f"gone={url}")
+    assert code == 2 and doc is None
+    err = capsys.readouterr().err
+    assert "target gone at http://***@127.0.0.1:" in err and "pw-never-shown" not in err
+    code, _ = faults("--target", "bad=ftp://me:pw-never-shown@h")
+    assert code == 2 and "pw-never-shown" not in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("args", "words"),
     [

@@ -114,3 +114,10 @@ def test_no_file_holds_a_hidden_string(tmp_path: Path) -> None:
     assert doc["scenarios"][0]["value"] == "HTTP 401 'invalid key ***'"
     for path in tmp_path.iterdir():
         assert "sk-9" not in path.read_text(), path.name
+
+
+def test_credentials_in_urls_are_redacted_from_the_command_line() -> None:
+    argv = ["--target", "r=https://me:pw-123@relay.example:8443/v1", "--mock-url", "http://a:b@m"]
+    assert redacted(argv) == (
+        "relaybench faults --target r=https://***@relay.example:8443/v1 --mock-url http://***@m"
+    )
