@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +31,10 @@ class RelayConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     upstream_url: str = "http://127.0.0.1:8001"  # the mock's default port
-    upstream_api_key: str = ""
+    upstream_api_key: str = field(default="", repr=False)  # secrets: never in a repr or log
     upstream_ca_file: Path | None = None  # https upstreams: trust this CA file, not the system's
     keys_file: Path | None = None
-    jwt_secret: str = ""
+    jwt_secret: str = field(default="", repr=False)
     redis_url: str = ""
     allowed_origins: tuple[str, ...] = ()
     auth: bool = True

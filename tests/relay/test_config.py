@@ -80,3 +80,11 @@ def test_bad_value_exits_2_from_the_command_line():
     )
     assert result.returncode == 2
     assert result.stderr.startswith("error: --port='x'")
+
+
+def test_secrets_stay_out_of_the_configs_repr():
+    env = {"RELAY_UPSTREAM_API_KEY": "sk-upstream-0123456789", "RELAY_JWT_SECRET": "jwt-s3cret-xyz"}
+    config = parse_config([], env)
+    assert config.upstream_api_key == "sk-upstream-0123456789"  # still there to use
+    assert config.jwt_secret == "jwt-s3cret-xyz"
+    assert "sk-upstream-0123456789" not in repr(config) and "jwt-s3cret-xyz" not in repr(config)
