@@ -70,6 +70,16 @@ def _no_data(ax, text: str) -> None:
     ax.set_yticks([])
 
 
+def _legend_outside(ax, **kwargs):
+    """A legend right of the plot area, never over the data (the saved PNG grows to fit it)."""
+    kwargs.setdefault("fontsize", 8)
+    return ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, **kwargs)
+
+
+# percentile lines: one colour each, none of the target colours' reds/greens or the SLO's red
+PERCENTILE_COLORS = {"p50": "#1f77b4", "p95": "#9467bd", "p99": "#8c564b"}
+
+
 def ttft_cdf(samples: dict[str, np.ndarray], path: Path, title: str = "") -> Path:
     """Cumulative distribution of TTFT per target (successful requests)."""
     fig, ax = plt.subplots(figsize=(8, 4.5))
@@ -92,10 +102,11 @@ def ttft_cdf(samples: dict[str, np.ndarray], path: Path, title: str = "") -> Pat
             ax.set_xscale("log")
         for q, va in ((0.5, "bottom"), (0.95, "top"), (0.99, "bottom")):
             ax.axhline(q, color="gray", lw=0.6, ls=":")
-            ax.text(0.995, q, f"p{int(q * 100)} ", va=va, ha="right", fontsize=8, color="gray",
+            # on the left, where a CDF is still low at p95/p99: not over the curves' ends
+            ax.text(0.005, q, f" p{int(q * 100)}", va=va, ha="left", fontsize=8, color="gray",
                     transform=ax.get_yaxis_transform())  # fmt: skip
         ax.set_ylim(0, 1.01)
-        ax.legend(loc="lower right", fontsize=8)
+        _legend_outside(ax)
         ax.grid(alpha=0.3, which="both")
     ax.set_xlabel("time to first token (ms)")
     ax.set_ylabel("fraction of requests")
@@ -136,7 +147,7 @@ def perceived_latency(streaming: tuple[str, dict], buffered: tuple[str, dict], p
     ax.set_xticks(x, [f"{k}" for k in keys])
     ax.set_ylabel("perceived latency (ms)")
     ax.set_title("Perceived latency: streaming vs buffered (change in % written above)")
-    ax.legend(loc="upper left", fontsize=8)
+    _legend_outside(ax)
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)
 
@@ -192,7 +203,7 @@ def peak_timeline(series: pd.DataFrame, path: Path) -> Path:
                 matplotlib.lines.Line2D([], [], color="#555", ls=style, label=col)
                 for style, col in zip(LINE_STYLES * len(cols), cols, strict=False)
             ]
-            ax.legend(handles=keys, loc="upper right", fontsize=7, ncol=len(cols))
+            _legend_outside(ax, handles=keys, fontsize=7)
         else:
             ax.text(0.995, 0.9, cols[0].split(":", 1)[1], transform=ax.transAxes, ha="right",
                     va="top", fontsize=7, color="#555")  # fmt: skip
@@ -211,10 +222,17 @@ def peak_timeline(series: pd.DataFrame, path: Path) -> Path:
                 ax.plot(rows["second"], rows[col], **style)
         if latency and len(series) and _spans_decades(series[col].to_numpy(dtype=float)):
             ax.set_yscale("log")
+        elif not latency:  # counts: a 0-based axis, never -0.05..0.05 around an all-zero line
+            values = series[col].to_numpy(dtype=float) if len(series) else np.empty(0)
+            top = np.nanmax(values) if np.isfinite(values).any() else 0.0
+            ax.set_ylim(0, top * 1.1 if top > 0 else 1)
+            if col == "errors" and top == 0:
+                ax.text(0.5, 0.5, "no errors", transform=ax.transAxes, ha="center",
+                        va="center", color="gray")  # fmt: skip
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     if names:
-        axes[0].legend(loc="upper right", fontsize=8, ncol=len(names))
+        _legend_outside(axes[0], title="target")
     axes[-1].set_xlabel("seconds since the target's start")
     what = " and the servers" if server_panels else ""
     fig.suptitle(f"The run over time: load, throughput, TTFT p95, errors{what} (1 s bins)")
@@ -240,10 +258,11 @@ def latency_vs_load(
         log = _spans_decades(np.append(values, slo_ms or np.nan))
         x = rows[load].to_numpy(dtype=float)
         for col, style in (("ttft_p50", "-"), ("ttft_p95", "--"), ("ttft_p99", ":")):
-            ax.plot(x, rows[col], style, marker="o", ms=3, color="#1f77b4", label=col)
+            color = PERCENTILE_COLORS[col.removeprefix("ttft_")]
+            ax.plot(x, rows[col], style, marker="o", ms=3, color=color, label=col)
         ax.fill_between(
-            x, rows["ttft_p95_low"], rows["ttft_p95_high"], color="#1f77b4", alpha=0.15,
-            label="p95 95% CI",
+            x, rows["ttft_p95_low"], rows["ttft_p95_high"], color=PERCENTILE_COLORS["p95"],
+            alpha=0.15, label="p95 95% CI",
         )  # fmt: skip
         if slo_ms:
             ax.axhline(slo_ms, color="#d62728", lw=1.2, label=f"SLO p95 {slo_ms:,.0f} ms")
@@ -261,7 +280,9 @@ def latency_vs_load(
         twin.set_ylim(0, max(float(rows["rps"].max()) * 1.25, 1))
         handles = ax.get_legend_handles_labels()
         more = twin.get_legend_handles_labels()
-        ax.legend(handles[0] + more[0], handles[1] + more[1], fontsize=7, loc="upper left")
+        # below the plot, not over it
+        ax.legend(handles[0] + more[0], handles[1] + more[1], fontsize=7, loc="upper center",
+                  bbox_to_anchor=(0.5, -0.16), ncol=3)  # fmt: skip
         ax.set_title(name)
     fig.suptitle("Latency versus load: where TTFT bends (knee) and where it crosses the SLO")
     fig.tight_layout()
@@ -287,7 +308,7 @@ def itl_distribution(itl: dict[str, np.ndarray], path: Path) -> Path:
             label = f"{name} (p50 {p50:.1f} ms, p99 {p99:.1f} ms)"
             ax.stairs(counts / values.size, 10**edges, lw=1.6, label=label, color=palette[name])
         ax.set_xscale("log")
-        ax.legend(fontsize=8)
+        _legend_outside(ax)
         ax.grid(alpha=0.3, which="both")
     ax.set_xlabel("inter-token latency (ms, log scale)")
     ax.set_ylabel("fraction of gaps")
@@ -325,7 +346,7 @@ def relay_overhead(overhead: dict, path: Path) -> Path:
     if names:
         ax.set_xticks(range(len(names)), names)
         ax.axhline(0, color="black", lw=0.8)
-        ax.legend(fontsize=8)
+        _legend_outside(ax)
         ax.grid(axis="y", alpha=0.3)
     ax.set_ylabel("added latency vs direct (ms)")
     ax.set_title("Relay overhead: lag added on top of the direct path (difference of medians)")
@@ -353,8 +374,9 @@ def errors_over_time(errors: pd.DataFrame, path: Path) -> Path:
             step="post",
         )
         ax.set_ylabel("errors/s")
+        ax.set_ylim(bottom=0)
         ax.set_title(name, fontsize=10)
-        ax.legend(fontsize=8, loc="upper right")
+        _legend_outside(ax)
         ax.grid(alpha=0.3)
     axes[-1][0].set_xlabel("seconds since the target's start")
     fig.suptitle("Errors by type over time")
@@ -380,7 +402,7 @@ def cdf_overlay(
     if not everything:
         _no_data(ax, f"no {metric} samples in either run")
     else:
-        ax.legend(fontsize=8, loc="lower right")
+        _legend_outside(ax)
     ax.set_ylim(0, 1.01)
     ax.grid(alpha=0.3, which="both")
     ax.set_xlabel(f"{metric} (ms)")

@@ -97,6 +97,9 @@ def test_compare_runs_without_a_common_target(tmp_path, capsys):
     write_run(tmp_path / "a", SyntheticRun(steps=((2, 2.0),), targets=(SyntheticTarget("x"),)))
     write_run(tmp_path / "b", SyntheticRun(steps=((2, 2.0),), targets=(SyntheticTarget("y"),)))
     assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--out",
-                 str(tmp_path / "out")]) == 0  # fmt: skip
-    out = capsys.readouterr().out
-    assert "Nothing to test" in out and "Targets in only one run (not compared): x, y" in out
+                 str(tmp_path / "out")]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "no target to compare: run A has x, run B has y" in err and "--map" in err
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--out",
+                 str(tmp_path / "out"), "--map", "x=y"]) == 0  # fmt: skip
+    assert "x→y" in capsys.readouterr().out
