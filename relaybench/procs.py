@@ -101,7 +101,7 @@ def redis_server(timeout: float = 10.0) -> Iterator[str]:
         _wait_pong(proc, port, time.monotonic() + timeout)
         yield f"redis://127.0.0.1:{port}/0"
     finally:
-        _stop(proc, 5.0)
+        stop_process(proc, 5.0)
 
 
 def _wait_pong(proc: subprocess.Popen[bytes], port: int, deadline: float) -> None:
@@ -120,8 +120,8 @@ def _wait_pong(proc: subprocess.Popen[bytes], port: int, deadline: float) -> Non
         time.sleep(0.05)
 
 
-def _stop(proc: subprocess.Popen[Any], timeout: float) -> None:
-    """SIGTERM, wait up to ``timeout``, then SIGKILL."""
+def stop_process(proc: subprocess.Popen[Any], timeout: float) -> None:
+    """SIGTERM, wait up to ``timeout``, then SIGKILL; a process already gone is fine."""
     if proc.poll() is not None:
         return
     try:
@@ -199,7 +199,7 @@ class ServerProcess:
         proc = self.proc
         if proc is None:
             return None
-        _stop(proc, timeout)
+        stop_process(proc, timeout)
         if self._reader:
             self._reader.join(2)
         return proc.returncode

@@ -36,7 +36,7 @@ import uvicorn
 import uvloop
 
 from relaybench.errors import RelaybenchError, UsageError
-from relaybench.procs import die_with_parent, owned_child
+from relaybench.procs import die_with_parent, owned_child, stop_process
 
 ASGIApp = Callable[..., Awaitable[None]]
 WORKER_START_TIMEOUT_S = 20.0
@@ -137,7 +137,7 @@ def serve(app: Any, options: ServeOptions, *, factory: bool = False) -> int:
         uvloop.run(_serve(app, factory, options, sock, workers))
     finally:
         for worker in workers:
-            _stop_worker(worker, options.grace_s + 3.0)
+            stop_process(worker, options.grace_s + 3.0)
         sock.close()
     return 0
 
@@ -211,15 +211,5 @@ def _start_worker(options: ServeOptions, argv: list[str]) -> subprocess.Popen[by
                     return proc
                 if proc.poll() is not None:
                     break
-    _stop_worker(proc, 0.0)
+    stop_process(proc, 0.0)
     raise RelaybenchError(f"{options.name} worker (pid {proc.pid}) did not start")
-
-
-def _stop_worker(proc: subprocess.Popen[bytes], timeout: float) -> None:
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()

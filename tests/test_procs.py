@@ -14,7 +14,13 @@ import psutil
 import pytest
 
 from relaybench.errors import RelaybenchError
-from relaybench.procs import PARENT_PID_ENV, ServerProcess, owned_child, redis_server
+from relaybench.procs import (
+    PARENT_PID_ENV,
+    ServerProcess,
+    owned_child,
+    redis_server,
+    stop_process,
+)
 
 PARENT = """
 import sys, time
@@ -186,3 +192,22 @@ def test_redis_server_does_not_outlive_a_killed_parent() -> None:
         for child in children:
             if child.is_running():
                 child.kill()
+
+
+def test_stop_process_kills_what_ignores_sigterm_and_accepts_the_already_gone() -> None:
+    stubborn = (
+        "import signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", stubborn], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        stop_process(proc, 0.2)
+        assert proc.returncode == -signal.SIGKILL
+        stop_process(proc, 0.2)  # a second stop of an ended process is a no-op
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
