@@ -61,7 +61,8 @@ def render_html(r: Report) -> str:
         "causes": r.causes,
         "server": r.server,
     }
-    return _ENV.get_template("report.html.j2").render(
+    return render(
+        "report.html.j2",
         run=r.run,
         health=r.health,
         notes=r.notes,
@@ -76,5 +77,11 @@ def render_html(r: Report) -> str:
     )
 
 
+def render(template: str, **context: object) -> str:
+    """``reports/templates/<template>`` rendered: the one Jinja2 environment of every page
+    (autoescape on, undefined names an error), so no page sets up its own."""
+    return _ENV.get_template(template).render(**context)
+
+
 def render_compare(context: dict) -> str:
-    return _ENV.get_template("compare.html.j2").render(**context)
+    return render("compare.html.j2", **context)
