@@ -12,7 +12,6 @@ be 0), ``worst_hang_s`` (the longest a client waited for an error), ``cancel_pro
 
 from __future__ import annotations
 
-import html
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
@@ -149,34 +148,13 @@ def markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-_STYLE = """
-body{font-family:system-ui,sans-serif;margin:2em;max-width:70em;color:#222}
-table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .6em;
-text-align:left;vertical-align:top}th{background:#f3f3f3}.PASS{background:#e3f6e3}
-.FAIL{background:#fbe0e0;font-weight:bold}.INFO{background:#eef1f8}.why{color:#555;font-size:90%}
-"""
-
-
 def render_html(doc: dict[str, Any]) -> str:
-    e = html.escape
-    run = doc["run"]
-    rows = "".join(
-        f"<tr><td class='{e(x['verdict'])}'>{e(x['verdict'])}</td><td>{e(_title(x))}"
-        f"<div class='why'>{e(_why(x))}</div></td><td>{e(x['value'])}</td>"
-        f"<td>{e(x['detail'])}</td></tr>"
-        for x in doc["scenarios"]
-    )
-    heads = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in headline(doc))
-    note = "<p><b>Interrupted: partial scorecard.</b></p>" if run.get("interrupted") else ""
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'>"
-        f"<title>Fault scorecard: {e(run['target']['name'])}</title><style>{_STYLE}</style>"
-        f"</head><body><h1>Fault scorecard: {e(run['target']['name'])}</h1>"
-        f"<p>Target <code>{e(run['target']['url'])}</code>, mock <code>{e(run['mock_url'])}</code>"
-        f", {run['duration_s']:.1f} s, started {e(run['started_at'])}.</p>{note}"
-        f"<table>{heads}</table><table><tr><th>verdict</th><th>scenario</th><th>value</th>"
-        f"<th>detail</th></tr>{rows}</table></body></html>\n"
-    )
+    """faults.html: ``reports/templates/faults.html.j2`` on the reports' Jinja2 environment
+    (autoescape on: a relay's answer quoted in a detail cannot inject markup)."""
+    from reports.html import render
+
+    scenarios = [{**x, "title": _title(x), "why": _why(x)} for x in doc["scenarios"]]
+    return render("faults.html.j2", run=doc["run"], headline=headline(doc), scenarios=scenarios)
 
 
 def junit(doc: dict[str, Any]) -> bytes:

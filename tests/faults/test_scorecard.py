@@ -121,3 +121,18 @@ def test_credentials_in_urls_are_redacted_from_the_command_line() -> None:
     assert redacted(argv) == (
         "relaybench faults --target r=https://***@relay.example:8443/v1 --mock-url http://***@m"
     )
+
+
+def test_the_html_page_has_a_row_per_scenario_and_escapes_what_a_relay_said(
+    tmp_path: Path,
+) -> None:
+    said = [*results(), Result("status_401", FAIL, "HTTP 401 '<script>x()</script>'", "<i>", {})]
+    write(tmp_path, said, {**RUN, "interrupted": True})
+    html = (tmp_path / "faults.html").read_text()
+    assert html.count('<td class="FAIL">FAIL</td>') == 5
+    assert html.count('<td class="PASS">PASS</td>') == 3
+    assert "&lt;script&gt;x()&lt;/script&gt;" in html and "<script>" not in html
+    assert "&lt;i&gt;" in html and "<i>" not in html
+    assert "Interrupted: partial scorecard." in html
+    assert "1.5 s, started 2026-12-01T00:00:00+00:00" in html
+    assert "<th>truncated as success (must be 0)</th><td>1</td>" in html
