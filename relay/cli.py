@@ -45,13 +45,15 @@ def main(argv: Sequence[str]) -> int:
         worker_argv=worker_argv,
         timeout_keep_alive_s=30,
         tcp_nodelay=True,
-        http_protocol=guard.protocol(  # slow or oversized requests: 408/431 and close
+        http_protocol=guard.protocol(  # slow/oversized requests: 408/431; too many: 503
             guard.GuardLimits(
                 header_timeout_s=config.header_timeout_s,
                 body_timeout_s=config.body_timeout_s,
                 max_header_bytes=config.max_header_bytes,
                 max_headers=config.max_headers,
-            )
+                max_connections=config.max_connections,
+            ),
+            fds_per_connection=2,  # a stream holds the client's socket and an upstream one
         ),
         name="relay",
     )

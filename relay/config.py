@@ -24,6 +24,7 @@ from relaybench.cliargs import (
     positive_int,
 )
 from relaybench.errors import UsageError
+from relaybench.guard import connection_cap
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class RelayConfig:
     body_timeout_s: float = 30.0
     max_header_bytes: int = 65536
     max_headers: int = 100
+    max_connections: int | None = None  # None: from RLIMIT_NOFILE (guard.default_max_connections)
     grace_s: float = 3.0
     ratelimit_fail: str = "open"  # "open" admits when Redis is unreachable, "closed" answers 503
     redis_timeout_s: float = 0.25
@@ -124,6 +126,7 @@ OPTIONS: list[tuple[str, str, Callable[[str], Any], str, str]] = [
     ("--body-timeout-ms", "body_timeout_s", _positive_ms, "30000", "body within, or 408"),
     ("--max-header-bytes", "max_header_bytes", positive_int, "65536", "larger headers: 431"),
     ("--max-headers", "max_headers", positive_int, "100", "more header lines: 431"),
+    ("--max-connections", "max_connections", connection_cap, "auto", "more connections: 503"),
     ("--grace-ms", "grace_s", _ms, "3000", "on SIGTERM, let streams finish this long"),
     ("--ratelimit-fail", "ratelimit_fail", _choice("open", "closed"), "open", "Redis down"),
     ("--redis-timeout-ms", "redis_timeout_s", _ms, "250", "Redis socket timeouts"),

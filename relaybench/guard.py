@@ -17,18 +17,32 @@ that protocol with these limits (``ServeOptions.http_protocol``):
   line that never ends costs at most this much memory (plus one socket read).
 - ``max_headers``: header lines; more is ``431`` and close.
 - A request httptools cannot parse gets uvicorn's own ``400`` and close, as before.
+- ``max_connections``: connections this process holds open (idle keep-alive ones included).
+  A connection beyond it is answered ``503 Service Unavailable`` (``retry-after: 1``) as soon as
+  it is accepted, before it sends anything, and closed: a flood of idle sockets cannot take
+  every descriptor, a client beyond the cap learns so at once instead of hanging, and the
+  connections already open (their streams, their next keep-alive requests) are untouched.
+  ``None`` (the default): ``default_max_connections``, from ``RLIMIT_NOFILE`` less
+  ``FD_RESERVE``, divided by the descriptors one connection costs (the relay: two, the client's
+  and its upstream's). With ``--workers N`` each process has its own cap (and its own limit).
 
 Every refusal is one JSON error in OpenAI's shape, with ``connection: close``. The connection
 then closes its sending side and reads and drops whatever the client still sends for at most
 ``LINGER_S`` before closing: a client still writing would otherwise get a reset that can destroy
-the answer before it reads it.
+the answer before it reads it. At most ``MAX_LINGERING`` connections linger at once (more are
+closed at once), so refusals too hold a bounded number of descriptors.
+
+uvicorn's ``limit_concurrency`` is not used: it decides only once a request's headers are
+complete (an idle socket holds its descriptor until then), answers ``text/plain``, and counts
+every open connection, so at the limit it refuses the next request of an established keep-alive
+client as well.
 
 This reaches into uvicorn's ``HttpToolsProtocol``: the parser callbacks (``on_message_begin``,
 ``on_url``, ``on_header``, ``on_headers_complete``, ``on_message_complete``), the transport
 events (``connection_made``, ``data_received``, ``connection_lost``), ``send_400_response``
 (called with the parser's error; a callback that raises ends up there), and the attributes
-``transport``, ``cycle``, ``logger``, ``loop``, ``url``. ``tests/hardening/test_guard_hooks.py``
-fails when any of these changes.
+``transport``, ``cycle``, ``logger``, ``loop``, ``url``, ``flow``, ``client``.
+``tests/hardening/test_guard_hooks.py`` fails when any of these changes.
 """
 
 from __future__ import annotations
@@ -36,7 +50,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-from dataclasses import dataclass
+import resource
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -44,7 +59,13 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from relaybench.cliargs import positive_float, positive_int
 
-_REASONS = {400: "Bad Request", 408: "Request Timeout", 431: "Request Header Fields Too Large"}
+_REASONS = {
+    400: "Bad Request",
+    408: "Request Timeout",
+    431: "Request Header Fields Too Large",
+    503: "Service Unavailable",
+}
+_KINDS = {408: "timeout", 503: "server_error"}  # else invalid_request_error
 # uvicorn logs "Invalid HTTP request received." for any parser error, ours included; while a
 # refusal of ours goes through that path its logger is this silent one, and we log our own line.
 _SILENT = logging.getLogger("relaybench.guard.silent")
@@ -52,6 +73,18 @@ _SILENT.propagate = False
 _SILENT.disabled = True
 log = logging.getLogger("relaybench.guard")
 LINGER_S = 1.0
+MAX_LINGERING = 32  # refused connections lingering at once; more are closed without lingering
+FULL_LOG_EVERY_S = 10.0  # at the cap, one log line per this (a flood would write thousands)
+FD_RESERVE = 32 + MAX_LINGERING  # listening socket, logs, pipes, Redis, files; lingering ones
+
+
+def default_max_connections(fds_per_connection: int = 1) -> int:
+    """The connection cap when none is given: what ``RLIMIT_NOFILE`` (soft) leaves after
+    ``FD_RESERVE``, in connections of ``fds_per_connection`` descriptors; at least 1."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        soft = 1 << 20
+    return max(1, (soft - FD_RESERVE) // fds_per_connection)
 
 
 @dataclass(frozen=True)
@@ -62,11 +95,24 @@ class GuardLimits:
     body_timeout_s: float = 30.0
     max_header_bytes: int = 65536
     max_headers: int = 100
+    max_connections: int | None = None  # None: protocol() derives it (default_max_connections)
 
     def __post_init__(self) -> None:
-        for name in ("header_timeout_s", "body_timeout_s", "max_header_bytes", "max_headers"):
+        names = ["header_timeout_s", "body_timeout_s", "max_header_bytes", "max_headers"]
+        if self.max_connections is not None:
+            names.append("max_connections")
+        for name in names:
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+
+
+class _Counts:
+    """Connections of one server (one protocol class from ``protocol()``), in this process."""
+
+    def __init__(self) -> None:
+        self.admitted = 0  # open and under the cap
+        self.lingering = 0  # refused, draining before the close
+        self.logged_at: float | None = None  # loop time of the last "at the cap" log line
 
 
 class _Refused(Exception):
@@ -75,13 +121,14 @@ class _Refused(Exception):
 
 def refusal(status: int, message: str) -> bytes:
     """A complete ``connection: close`` response with an OpenAI-shaped JSON error."""
-    kind = "timeout" if status == 408 else "invalid_request_error"
+    kind = _KINDS.get(status, "invalid_request_error")
     body = orjson.dumps({"error": {"message": message, "type": kind, "code": status}})
     head = (
         f"HTTP/1.1 {status} {_REASONS[status]}\r\n"
         "content-type: application/json\r\n"
         f"content-length: {len(body)}\r\n"
-        "connection: close\r\n\r\n"
+        + ("retry-after: 1\r\n" if status == 503 else "")
+        + "connection: close\r\n\r\n"
     )
     return head.encode("ascii") + body
 
@@ -89,10 +136,12 @@ def refusal(status: int, message: str) -> bytes:
 class GuardedProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with ``limits``; subclass per server via ``protocol()``."""
 
-    limits = GuardLimits()
+    limits = GuardLimits(max_connections=default_max_connections())
+    _counts = _Counts()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._admitted = False  # counted in _counts.admitted until the connection is lost
         self._timer: asyncio.TimerHandle | None = None
         self._in_headers = False  # between a request's first byte and the end of its headers
         self._got_bytes = False  # of the request now being read
@@ -124,21 +173,26 @@ class GuardedProtocol(HttpToolsProtocol):
 
     # -- refusing -----------------------------------------------------------------------------
 
-    def _refuse(self, status: int, message: str) -> None:
+    def _refuse(self, status: int, message: str, *, quiet: bool = False) -> None:
         """Answer ``status`` unless a response already started, then close the connection."""
         cycle = self.cycle
         answer = cycle is None or cycle.response_complete or not cycle.response_started
         if cycle is not None and not cycle.response_complete:
             cycle.disconnected = True  # the app's receive() returns http.disconnect now
             cycle.message_event.set()
-        log.info("%s %s from %s: %s", status, _REASONS[status], self.client, message)
+        if not quiet:
+            log.info("%s %s from %s: %s", status, _REASONS[status], self.client, message)
         self._disarm()
-        if not answer or not self.transport.can_write_eof():
+        if not answer:
             self.transport.close()
             return
         self.transport.write(refusal(status, message))
+        if self._counts.lingering >= MAX_LINGERING or not self.transport.can_write_eof():
+            self.transport.close()  # written first, then closed
+            return
         self.transport.write_eof()
         self._lingering = True
+        self._counts.lingering += 1
         self.flow.resume_reading()
         self._timer = self.loop.call_later(LINGER_S, self.transport.close)
 
@@ -161,11 +215,22 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        counts, cap = self._counts, self.limits.max_connections
+        assert cap is not None  # protocol() resolves it
+        if counts.admitted >= cap:
+            now = self.loop.time()
+            if counts.logged_at is None or now - counts.logged_at >= FULL_LOG_EVERY_S:
+                counts.logged_at = now
+                log.warning("%d connections open (the cap): new ones get 503 until some close", cap)
+            self._refuse(503, f"server at its connection limit ({cap}); retry shortly", quiet=True)
+            return
+        counts.admitted += 1
+        self._admitted = True
         self._in_headers = True
         self._arm(self.limits.header_timeout_s, 408, "request headers took too long")
 
     def data_received(self, data: bytes) -> None:
-        if self._lingering:
+        if self._lingering or self.transport.is_closing():
             return  # refused: dropped until we close
         if self._in_headers:
             self._got_bytes = True
@@ -177,6 +242,13 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        counts = self._counts
+        if self._admitted:
+            self._admitted = False
+            counts.admitted -= 1
+        if self._lingering:
+            self._lingering = False
+            counts.lingering -= 1
         super().connection_lost(exc)
 
     # -- parser callbacks ---------------------------------------------------------------------
@@ -217,10 +289,27 @@ class GuardedProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
 
-def protocol(limits: GuardLimits, base: type[HttpToolsProtocol] = HttpToolsProtocol) -> type:
-    """A protocol class for ``ServeOptions.http_protocol``: ``base`` with ``limits``."""
+def protocol(
+    limits: GuardLimits,
+    base: type[HttpToolsProtocol] = HttpToolsProtocol,
+    *,
+    fds_per_connection: int = 1,
+) -> type:
+    """A protocol class for ``ServeOptions.http_protocol``: ``base`` with ``limits``, its own
+    connection counts, and ``max_connections`` derived if unset (``fds_per_connection``)."""
+    if limits.max_connections is None:
+        limits = replace(limits, max_connections=default_max_connections(fds_per_connection))
     bases = (GuardedProtocol,) if base is HttpToolsProtocol else (GuardedProtocol, base)
-    return type(f"Guarded{base.__name__}", bases, {"limits": limits})
+    return type(f"Guarded{base.__name__}", bases, {"limits": limits, "_counts": _Counts()})
+
+
+def connection_cap(value: str) -> int | None:
+    """``--max-connections``: a positive count, or ``auto`` (None: derived)."""
+    if value == "auto":
+        return None
+    if not value.strip().isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer or 'auto', got {value!r}")
+    return int(value)
 
 
 def add_arguments(parser: Any) -> None:
@@ -243,6 +332,11 @@ def add_arguments(parser: Any) -> None:
         "--max-headers", type=positive_int, default=d.max_headers,
         help="more header lines than this: 431 and close",
     )  # fmt: skip
+    parser.add_argument(
+        "--max-connections", type=connection_cap, default=None, metavar="N|auto",
+        help="open connections; more get 503 at once and are closed (default auto: "
+        f"RLIMIT_NOFILE less {FD_RESERVE}, now {default_max_connections()})",
+    )  # fmt: skip
 
 
 def limits_from_args(args: argparse.Namespace) -> GuardLimits:
@@ -251,4 +345,5 @@ def limits_from_args(args: argparse.Namespace) -> GuardLimits:
         body_timeout_s=args.body_timeout_s,
         max_header_bytes=args.max_header_bytes,
         max_headers=args.max_headers,
+        max_connections=args.max_connections,
     )
