@@ -263,7 +263,9 @@ class ChatUser(User):
                 retry_after = measure(self.http, ctx, builder, payload)
             except GreenletExit:  # the run was stopped mid-request: keep what had arrived
                 builder.fail(records.INTERRUPTED, INTERRUPTED_DETAIL, time.perf_counter_ns())
-                ctx.writer.write(rec := builder.record())
+                rec = builder.record()
+                attempts.ended(rec, None)  # a retried request lists its attempts, this one too
+                ctx.writer.write(rec)
                 self._report(ctx, rec)
                 raise
             rec = builder.record()
