@@ -172,7 +172,16 @@ def plan_main(argv: Sequence[str]) -> int:
     else:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            result = analyse(args.dir, inp).plan or {}
+            analysis = analyse(args.dir, inp)
+        if analysis.steps.empty:
+            scenario = analysis.folder.meta.get("scenario") or "unknown-scenario"
+            raise UsageError(
+                f"relaybench plan: {args.dir} is a {scenario} run without load steps, so there is "
+                "no highest load meeting the SLOs to plan from; plan needs a step run "
+                "(relaybench run --scenario step --users N --out DIR) or a search folder "
+                "(relaybench search --out DIR --slo-ttft-p95-ms X)"
+            )
+        result = analysis.plan or {}
     (args.dir / "plan.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2) if args.json else plan_markdown(result))
     return 0

@@ -80,8 +80,11 @@ def test_plan_on_a_run_without_steps_says_so(tmp_path, capsys):
     from reports.synthetic import SyntheticRun, write_run
 
     write_run(tmp_path, SyntheticRun(steps=((3, 2.0),)))
-    assert main(["plan", str(tmp_path), "--peak-rps", "50"]) == 0
-    assert "has no steps" in capsys.readouterr().out
+    assert main(["plan", str(tmp_path), "--peak-rps", "50"]) == 2  # issue 12: not a silent 0
+    err = capsys.readouterr().err
+    assert "is a steady run without load steps" in err
+    assert "relaybench run --scenario step" in err and "relaybench search" in err
+    assert not (tmp_path / "plan.json").exists()
 
 
 def test_report_with_a_corrupt_run_json_still_builds(run, capsys):
