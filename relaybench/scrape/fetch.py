@@ -36,12 +36,16 @@ def _request(url: str) -> urllib.request.Request:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise FetchError(f"{redact(url)} is not an http(s) URL")
     headers = {"Accept": "text/plain;version=0.0.4, application/json;q=0.5"}
-    if parts.username is not None or parts.password is not None:
-        pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
-        headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
-        host = parts.hostname + (f":{parts.port}" if parts.port else "")
-        url = urlunsplit(parts._replace(netloc=host))
-    return urllib.request.Request(url, headers=headers)
+    if parts.username is None and parts.password is None:
+        return urllib.request.Request(url, headers=headers)
+    pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+    host = parts.hostname + (f":{parts.port}" if parts.port else "")
+    request = urllib.request.Request(urlunsplit(parts._replace(netloc=host)), headers=headers)
+    # unredirected: urllib copies ordinary headers onto a redirect, to whatever host it names
+    request.add_unredirected_header(
+        "Authorization", "Basic " + base64.b64encode(pair.encode()).decode()
+    )
+    return request
 
 
 def get(url: str, timeout_s: float) -> tuple[bytes, str]:

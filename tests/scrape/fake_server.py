@@ -16,12 +16,15 @@ class _Server(ThreadingHTTPServer):
 
 class FakeEndpoint:
     """Serves ``body`` at any path; ``delay_s`` stalls each answer; ``stop``/``start`` again
-    on the same port make it go away and come back."""
+    on the same port make it go away and come back; ``redirect_to`` answers 302 there instead.
+    ``headers`` holds each request's headers."""
 
     def __init__(self, body: str = "", content_type: str = "text/plain; version=0.0.4") -> None:
         self.body = body
         self.content_type = content_type
         self.delay_s = 0.0
+        self.redirect_to = ""
+        self.headers: list[dict[str, str]] = []
         self.port = 0
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -35,6 +38,13 @@ class FakeEndpoint:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                owner.headers.append(dict(self.headers.items()))
+                if owner.redirect_to:
+                    self.send_response(302)
+                    self.send_header("Location", owner.redirect_to)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if owner.delay_s:
                     time.sleep(owner.delay_s)
                 data = owner.body.encode()
