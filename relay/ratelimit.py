@@ -99,9 +99,9 @@ class MemoryBackend:
         return None
 
 
-# KEYS[1] = the key; ARGV[1] = rpm. gcra_step in Lua, on Redis's clock (TIME), integer µs.
-# Returns {allowed, remaining, reset_us, retry_after_us} as strings: exact, whatever the size.
-_GCRA_LUA = """
+# KEYS[1] = the key; ARGV[1] = rpm. Both scripts start from the same state, read the same way:
+# the emission interval and burst (tau) of the plan, Redis's clock (TIME), the key's TAT, in µs.
+_GCRA_STATE_LUA = """
 local rpm = tonumber(ARGV[1])
 local interval = math.max(1, math.floor(60000000 / rpm))
 local tau = interval * rpm
@@ -109,6 +109,13 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local tat = tonumber(redis.call('GET', KEYS[1]))
 if tat == nil or tat < now then tat = now end
+"""
+
+# gcra_step in Lua. Returns {allowed, remaining, reset_us, retry_after_us} as strings: exact,
+# whatever the size.
+_GCRA_LUA = (
+    _GCRA_STATE_LUA
+    + """
 local new_tat = tat + interval
 if new_tat - now > tau then
   return {'0', '0', string.format('%.0f', tat - now), string.format('%.0f', new_tat - tau - now)}
@@ -118,23 +125,20 @@ redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', ttl)
 return {'1', string.format('%.0f', math.floor((tau - (new_tat - now)) / interval)),
         string.format('%.0f', new_tat - now), '0'}
 """
+)
 
 
 # gcra_peek in Lua: read only. Returns {remaining, reset_us, retry_after_us}.
-_PEEK_LUA = """
-local rpm = tonumber(ARGV[1])
-local interval = math.max(1, math.floor(60000000 / rpm))
-local tau = interval * rpm
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local tat = tonumber(redis.call('GET', KEYS[1]))
-if tat == nil or tat < now then tat = now end
+_PEEK_LUA = (
+    _GCRA_STATE_LUA
+    + """
 local remaining = math.max(0, math.floor((tau - (tat - now)) / interval))
 local retry = 0
 if remaining == 0 then retry = tat + interval - tau - now end
 return {string.format('%.0f', remaining), string.format('%.0f', tat - now),
         string.format('%.0f', retry)}
 """
+)
 
 
 class BackendError(Exception):

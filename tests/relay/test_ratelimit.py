@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from relay.keys import create_key
-from relay.ratelimit import gcra_step
+from relay.ratelimit import RedisBackend, gcra_step
 
 
 def burst(urls: list[str], n: int, headers: dict, body: bytes) -> list[httpx.Response]:
@@ -62,6 +62,27 @@ def test_gcra_exact_for_awkward_rates(rpm):
         if decision.allowed:
             admitted, tat = admitted + 1, new_tat
     assert admitted == rpm
+
+
+def test_redis_scripts_count_and_peek_like_the_python_gcra(redis_url):
+    """The hit and the read-only peek share one Lua prelude: a drained key peeks as drained."""
+
+    async def run():
+        backend = RedisBackend(redis_url, 0.5)
+        try:
+            fresh = await backend.peek("k", 6)
+            hits = [await backend.hit("k", 6) for _ in range(7)]
+            return fresh, hits, await backend.peek("k", 6)
+        finally:
+            await backend.close()
+
+    fresh, hits, drained = asyncio.run(run())
+    assert (fresh.allowed, fresh.remaining, fresh.retry_after_s) == (True, 6, 0.0)
+    assert [h.allowed for h in hits] == [True] * 6 + [False]
+    assert [h.remaining for h in hits[:6]] == [5, 4, 3, 2, 1, 0]
+    assert not drained.allowed and drained.remaining == 0
+    assert 0 < drained.retry_after_s <= 10.0  # one interval at 6 per minute
+    assert drained.retry_after_s <= hits[-1].retry_after_s  # the same wait, a moment later
 
 
 def test_memory_limit_under_concurrent_burst(relay, keys_file, kit):
