@@ -307,6 +307,7 @@ class TargetSummary(TypedDict):
     kind: str | None
     headers_ms: Stats
     usage_mismatches: int
+    interrupted: NotRequired[int]  # records cut off by the run's stop: in none of the above
     server: NotRequired[dict[str, dict[str, Any]]]  # per server, from server/ (reports.server)
     error_causes: NotRequired[list[ErrorCause]]  # most frequent first (reports.causes)
     schedule_lag_ms: NotRequired[Stats]  # open-loop targets only, with the two below

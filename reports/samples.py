@@ -5,7 +5,9 @@ a slice of ``Records.frame`` / ``RunFolder.frame``, e.g. one target's, with its 
 and, for pooled per-chunk metrics, the record (row) of each value — the cluster a bootstrap
 must resample whole. NaNs are dropped: a percentile is of measured values only.
 
-The rules (``SELECTORS``):
+The rules (``SELECTORS``), over the ``counted`` records only: a record the run's stop cut off
+(error ``interrupted``: in flight at Ctrl-C or when the run's window closed) measures the stop,
+not the target, and feeds no sample (``summary.json`` counts it apart, as ``interrupted``).
 
 - ``ttft_ms``, ``e2e_ms``, ``headers_ms``: successful records only (a failure's timings measure
   the failure, not the service), one value per request. For a non-streaming target ``ttft_ms``
@@ -30,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from relaybench.records import INTERRUPTED
 from reports.records import Records
 
 
@@ -39,6 +42,17 @@ class Sample:
 
     values: np.ndarray
     rows: np.ndarray | None = None
+
+
+def interrupted(rows: pd.DataFrame) -> np.ndarray:
+    """Which of ``rows`` the run's stop cut off (error ``interrupted``), as a boolean mask."""
+    return rows["error"].isin([INTERRUPTED]).to_numpy(dtype=bool)
+
+
+def counted(rows: pd.DataFrame) -> pd.DataFrame:
+    """The records that measure the target: all but those the run's stop cut off."""
+    cut = interrupted(rows)
+    return rows[~cut] if cut.any() else rows
 
 
 def ok(rows: pd.DataFrame) -> pd.DataFrame:
@@ -119,7 +133,7 @@ def select(records: Records, rows: pd.DataFrame, metric: str) -> Sample:
     except KeyError:
         known = ", ".join(SELECTORS)
         raise ValueError(f"no sample selector for {metric!r} (known: {known})") from None
-    sample = selector(records, rows)
+    sample = selector(records, counted(rows))
     keep = ~np.isnan(sample.values)
     if keep.all():
         return sample

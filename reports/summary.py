@@ -3,13 +3,17 @@
 Its schema is typed in ``relaybench.records`` (``Summary``, ``TargetSummary``, ``Stats``); which
 values feed each STATS block is ``reports.samples``'s rule, in short:
 
-- ``requests`` every record; ``ok`` records with ``ok: true``; ``errors`` counts ``error`` over
-  the failed records (a failed record without a type counts as ``unknown``).
+- ``interrupted``: the records the run's stop cut off (error ``interrupted``: in flight at
+  Ctrl-C or when the run's window closed). They measure the stop, not the target, so they are
+  counted there and in no other field, and a note says how many; ``server`` and the window
+  still include them (the server did that work, in that time).
+- ``requests`` every other record; ``ok`` records with ``ok: true``; ``errors`` counts ``error``
+  over the failed records (a failed record without a type counts as ``unknown``).
 - ``ttft_ms``, ``e2e_ms`` and ``itl_ms`` come from successful records only (a failure's timings
   measure the failure, not the service). ITL is every consecutive difference of ``chunks_ms``.
 - ``first_token_lag_ms`` (first element of ``lags_ms``) and ``chunk_lag_ms`` (every element)
   come from every record that carries stamps; null when the target's upstream sends none.
-- ``output_tokens`` sums every record (tokens delivered, even by a stream that broke later);
+- ``output_tokens`` sums those records (tokens delivered, even by a stream that broke later);
   ``output_tokens_per_s`` and ``requests_per_s`` divide by the target's measured window
   (run.json ``started_ns``..``ended_ns``, else first send to last end in the records).
 
@@ -78,7 +82,7 @@ def summarize(folder: RunFolder) -> Summary:
     versus_floor = calibration.compare(folder.meta, targets)
     if versus_floor is not None:
         summary["calibration"] = versus_floor
-    notes = [*folder.notes, *server_view.notes(folder)]
+    notes = [*folder.notes, *interrupted_notes(targets), *server_view.notes(folder)]
     if notes:
         summary["notes"] = notes
     return summary
@@ -105,13 +109,23 @@ def run_block(folder: RunFolder, targets: dict) -> dict:
     return block
 
 
-def target_summary(folder: RunFolder, name: str, rows: pd.DataFrame) -> TargetSummary:
+def interrupted_notes(targets: dict[str, TargetSummary]) -> list[str]:
+    return [
+        f"{name}: {t['interrupted']} request(s) in flight when the run stopped are counted as "
+        "interrupted, not in requests, ok, errors, error_rate or any latency"
+        for name, t in targets.items()
+        if t["interrupted"]
+    ]
+
+
+def target_summary(folder: RunFolder, name: str, every: pd.DataFrame) -> TargetSummary:
     def of(metric: str) -> Stats:
         return stats(select(folder.records, rows, metric).values)
 
+    rows = samples.counted(every)
     ok_mask = rows["ok"].to_numpy(dtype=bool)
     errors = rows[~ok_mask]["error"].fillna(UNKNOWN).value_counts()
-    started, ended = target_window_ns(folder, name, rows)
+    started, ended = target_window_ns(folder, name, every)
     seconds = (ended - started) / 1e9
     tokens = int(rows["output_tokens"].sum())
     meta = folder.target_meta(name)
@@ -130,13 +144,14 @@ def target_summary(folder: RunFolder, name: str, rows: pd.DataFrame) -> TargetSu
         "chunk_lag_ms": of("chunk_lag_ms") if first_lags["count"] else None,
         "error_rate": round(1 - ok_mask.mean(), 6) if len(rows) else None,
         "duration_s": round(seconds, 3),
-        "stream": bool(meta.get("stream", rows["stream"].all())),
+        "stream": bool(meta.get("stream", every["stream"].all())),
         "kind": meta.get("kind"),
         "headers_ms": of("headers_ms"),
         "usage_mismatches": usage_mismatches(samples.ok(rows)),
         "error_causes": error_causes(rows),
+        "interrupted": len(every) - len(rows),
     }
-    server = server_view.target_block(folder, name, rows)
+    server = server_view.target_block(folder, name, every)
     if server:
         out["server"] = server
     if rows["intended_ns"].notna().any():
