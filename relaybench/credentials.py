@@ -1,5 +1,5 @@
-"""The API key and TLS trust of ``relaybench run``: where they come from, and keeping the key
-out of every output.
+"""The API key and TLS trust of ``relaybench run`` (and the key of ``relaybench faults`` and
+``search``): where they come from, and keeping the key out of every output.
 
 The key is taken from ``--api-key KEY``, else ``--api-key-file PATH`` (its first line), else the
 ``RELAYBENCH_API_KEY`` environment variable. A key on the command line is visible to other users
@@ -35,17 +35,7 @@ _OURS = re.compile(rf"^{TEMP_PREFIX}(?:[a-z]+-)?(\d+)-")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``--api-key``, ``--api-key-file``, ``--ca-file`` and ``--insecure``."""
-    parser.add_argument(
-        "--api-key",
-        help=f"Bearer key sent to --target URLs (default: ${API_KEY_ENV}); never written to the "
-        "run folder (shown as ***)",
-    )
-    parser.add_argument(
-        "--api-key-file",
-        type=Path,
-        metavar="PATH",
-        help="read the Bearer key from this file's first line (keeps it out of `ps`)",
-    )
+    add_key_arguments(parser)
     parser.add_argument(
         "--ca-file",
         type=Path,
@@ -56,6 +46,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--insecure",
         action="store_true",
         help="do not verify https targets' certificates or host names (prints a warning)",
+    )
+
+
+def add_key_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--api-key`` and ``--api-key-file`` (``relaybench faults`` has no TLS options)."""
+    parser.add_argument(
+        "--api-key",
+        help=f"Bearer key sent to --target URLs (default: ${API_KEY_ENV}); never written to any "
+        "output (shown as ***)",
+    )
+    parser.add_argument(
+        "--api-key-file",
+        type=Path,
+        metavar="PATH",
+        help="read the Bearer key from this file's first line (keeps it out of `ps`)",
     )
 
 
@@ -100,17 +105,21 @@ def _why(exc: BaseException) -> str:
     return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
 
-def redacted_words(words: Sequence[str], secrets: Iterable[str | None]) -> list[str]:
-    """``words`` with every occurrence of each secret replaced by ``***``.
+def redacted_text(text: str, secrets: Iterable[str | None]) -> str:
+    """``text`` with every occurrence of each secret replaced by ``***``.
 
-    By value, not by flag name, so ``--api-key=K`` and any other spelling are covered too."""
-    hidden = sorted({s for s in secrets if s}, key=len, reverse=True)
-    out = []
-    for word in words:
-        for secret in hidden:
-            word = word.replace(secret, REDACTED)
-        out.append(word)
-    return out
+    By value, so a key is hidden wherever it appears: ``--api-key=K`` or any other spelling of
+    the command, or a target's answer that quotes the key it was sent (an error body, a stream's
+    error event, an exception's text)."""
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+def redacted_words(words: Sequence[str], secrets: Iterable[str | None]) -> list[str]:
+    """``words`` with every occurrence of each secret replaced by ``***``."""
+    hidden = [s for s in secrets if s]
+    return [redacted_text(word, hidden) for word in words]
 
 
 def redacted_command(words: Sequence[str], secrets: Iterable[str | None]) -> str:

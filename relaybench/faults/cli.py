@@ -2,12 +2,14 @@
 
     relaybench faults --out DIR                         the bundled relay, started here
     relaybench faults --out DIR --target NAME=URL       your relay; its upstream must be the
-        [--mock-port P | --mock-url URL] [--api-key K]  mock this prints (or --mock-url's)
+        [--mock-port P | --mock-url URL]                mock this prints (or --mock-url's)
+        [--api-key K | --api-key-file PATH]
 
 Exit codes: 0 nothing failed, 1 a scenario failed, 2 bad usage (unreachable target, a target
 that needs a key, a target not in front of the mock), 130 interrupted (partial scorecard).
-The API key (``--api-key`` or ``RELAYBENCH_API_KEY``) is sent as a bearer token and written
-nowhere: the recorded command line shows it as ``***``. Credentials in a URL
+The API key (``--api-key``, ``--api-key-file`` or ``RELAYBENCH_API_KEY``, read by
+``relaybench.credentials`` as for ``relaybench run``) is sent as a bearer token and written
+nowhere: the recorded command line shows it as ``***`` wherever it appears. Credentials in a URL
 (``https://user:pass@relay``) are shown as ``https://***@relay`` in messages and the scorecard.
 """
 
@@ -15,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import re
 import secrets
 import sys
@@ -28,7 +29,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from relaybench import cliargs
+from relaybench import cliargs, credentials
 from relaybench.errors import UsageError
 from relaybench.faults import runner, scorecard
 from relaybench.faults.client import Client
@@ -60,9 +61,7 @@ def build_parser() -> cliargs.Parser:
         help="score this relay (its upstream must point at the mock); "
         "default: start the bundled relay",
     )
-    p.add_argument(
-        "--api-key", help="bearer key for --target (default: $RELAYBENCH_API_KEY); never written"
-    )
+    credentials.add_key_arguments(p)  # --api-key, --api-key-file (as relaybench run's)
     p.add_argument(
         "--model",
         help="model name sent to --target (for gateways that route by model); "
@@ -127,22 +126,11 @@ def _hide_userinfo(text: str) -> str:
     return _USERINFO.sub(r"\1***@", text)
 
 
-def redacted(argv: Sequence[str]) -> str:
-    """The command line with the API key's value and URLs' credentials replaced by ``***``."""
-    out: list[str] = []
-    hide = False
-    for arg in argv:
-        if hide:
-            out.append("***")
-            hide = False
-        elif arg == "--api-key":
-            out.append(arg)
-            hide = True
-        elif arg.startswith("--api-key="):
-            out.append("--api-key=***")
-        else:
-            out.append(_hide_userinfo(arg))
-    return " ".join(["relaybench", "faults", *out])
+def redacted(argv: Sequence[str], api_key: str | None) -> str:
+    """The command line with the API key (by value: ``relaybench.credentials``) and URLs'
+    credentials replaced by ``***``."""
+    words = credentials.redacted_words([_hide_userinfo(arg) for arg in argv], [api_key])
+    return " ".join(["relaybench", "faults", *words])
 
 
 def _check_mock(url: str) -> None:
@@ -159,7 +147,7 @@ def _check_mock(url: str) -> None:
 
 def main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
-    api_key = args.api_key or os.environ.get("RELAYBENCH_API_KEY") or None
+    api_key = credentials.api_key(args)
     target = _target(args.target) if args.target else None
     if args.mock_url and args.mock_port:
         raise UsageError("--mock-port applies to the mock the harness starts; not with --mock-url")
@@ -179,7 +167,7 @@ def main(argv: Sequence[str]) -> int:
     clock = time.perf_counter()
     run: dict[str, Any] = {
         "started_at": started_at,
-        "command": redacted(argv),  # the key and any URL's credentials as ***
+        "command": redacted(argv, api_key),  # the key and any URL's credentials as ***
         "under_load": args.under_load,
         "max_hang_s": args.max_hang_s,
         "harness_started_relay": target is None,
@@ -209,7 +197,11 @@ def main(argv: Sequence[str]) -> int:
         except KeyboardInterrupt:
             run["interrupted"] = True
         except AuthRequired as exc:
-            how = "the API key was refused" if api_key else "pass --api-key or RELAYBENCH_API_KEY"
+            how = (
+                "the API key was refused"
+                if api_key
+                else "pass --api-key, --api-key-file or RELAYBENCH_API_KEY"
+            )
             message = f"{target[0]} answered the clean stream with 401 ({how}): {exc}"
             raise UsageError(_hide_userinfo(scorecard.scrub(message, hide))) from None
         except NotThroughMock as exc:

@@ -55,6 +55,10 @@ def test_an_unreachable_targets_url_credentials_are_not_shown(faults: Faults, ca
         (["--under-load", "-1"], "--under-load"),
         (["--under-load", "1001"], "not within [0, 1000]"),
         (["--max-hang-s", "0"], "--max-hang-s"),
+        (["--api-key-file", "/nonexistent/key.txt"], "--api-key-file /nonexistent/key.txt: cannot"),
+        (["--api-key-file", "/dev/null"], "--api-key-file /dev/null: the first line is empty"),
+        (["--api-key", "k", "--api-key-file", "/dev/null"], "give one of them"),
+        (["--api-key", " "], "--api-key is empty"),
     ],
 )
 def test_bad_usage_is_exit_2(faults: Faults, capsys, args: list[str], words: str) -> None:
@@ -101,7 +105,7 @@ def test_a_relay_needing_a_key_stops_at_the_clean_stream(
     with ServerProcess("relay", [*args, "--keys-file", str(keys)]) as relay:
         code, doc = faults("--target", f"locked={relay.url}", "--mock-url", mock_url)
         assert code == 2 and doc is None
-        assert "401 (pass --api-key or RELAYBENCH_API_KEY)" in capsys.readouterr().err
+        assert "(pass --api-key, --api-key-file or RELAYBENCH_API_KEY)" in capsys.readouterr().err
         code, _ = faults(
             "--target", f"locked={relay.url}", "--mock-url", mock_url, "--api-key", "sk-wrong"
         )

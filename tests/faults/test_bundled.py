@@ -92,3 +92,20 @@ def test_the_key_comes_from_the_environment(
     code, doc = faults("--target", f"mine={url}", "--mock-url", mock_url, "--scenarios", "cut")
     assert code == 0 and doc is not None
     assert key not in str(doc)
+
+
+def test_the_key_comes_from_a_file(
+    faults: Faults, keyed_relay: tuple[str, str], mock_url: str, tmp_path: Path, monkeypatch
+) -> None:
+    url, key = keyed_relay
+    monkeypatch.setenv("RELAYBENCH_API_KEY", "sk-not-this-one")  # the file comes first
+    key_file = tmp_path / "key.txt"
+    key_file.write_text(key + "\n")
+    code, doc = faults(
+        "--target", f"mine={url}", "--mock-url", mock_url, "--api-key-file", str(key_file),
+        "--scenarios", "cut",
+    )  # fmt: skip
+    assert code == 0 and doc is not None
+    assert f"--api-key-file {key_file}" in doc["run"]["command"]
+    for path in (tmp_path / "scorecard").iterdir():
+        assert key not in path.read_text(), path.name

@@ -75,10 +75,10 @@ def test_the_four_files(tmp_path: Path) -> None:
 
 
 def test_the_key_is_redacted_from_the_command_line() -> None:
-    assert (
-        redacted(["--api-key", "sk-1", "--out", "x"]) == "relaybench faults --api-key *** --out x"
-    )
-    assert redacted(["--api-key=sk-1"]) == "relaybench faults --api-key=***"
+    argv = ["--api-key", "sk-1", "--out", "x"]
+    assert redacted(argv, "sk-1") == "relaybench faults --api-key *** --out x"
+    assert redacted(["--api-key=sk-1"], "sk-1") == "relaybench faults --api-key=***"
+    assert redacted(["--api-key-file", "k.txt"], "sk-1") == "relaybench faults --api-key-file k.txt"
 
 
 def seen_stream(body: bytes, end: str) -> Seen:
@@ -118,7 +118,7 @@ def test_no_file_holds_a_hidden_string(tmp_path: Path) -> None:
 
 def test_credentials_in_urls_are_redacted_from_the_command_line() -> None:
     argv = ["--target", "r=https://me:pw-123@relay.example:8443/v1", "--mock-url", "http://a:b@m"]
-    assert redacted(argv) == (
+    assert redacted(argv, None) == (
         "relaybench faults --target r=https://***@relay.example:8443/v1 --mock-url http://***@m"
     )
 
