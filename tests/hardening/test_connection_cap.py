@@ -17,13 +17,18 @@ import socket
 import subprocess
 import sys
 import time
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import psutil
 import pytest
+from uvicorn.config import Config
+from uvicorn.server import ServerState
 
 from relaybench import guard
+
+from .test_guard_hooks import FakeTransport, _app, in_loop
 
 CAP = 20
 WAIT_S = 20.0  # a socket the server never answers fails the test after this
@@ -169,3 +174,27 @@ def test_a_bad_cap_is_a_usage_error(command, env) -> None:
     assert result.returncode == 2
     assert "max-connections" in result.stderr.lower().replace("_", "-")
     assert "positive integer or 'auto'" in result.stderr
+
+
+@in_loop
+async def test_refusals_linger_at_most_max_lingering_at_once() -> None:
+    cls = guard.protocol(guard.GuardLimits(max_connections=1))
+    config = Config(_app, lifespan="off", log_level="warning")
+    state = ServerState()
+
+    def connect() -> tuple[Any, FakeTransport]:
+        protocol, transport = cls(config=config, server_state=state, app_state={}), FakeTransport()
+        protocol.connection_made(transport)
+        return protocol, transport
+
+    admitted, first = connect()
+    assert not first.written and not first.closed
+    refused = [connect() for _ in range(guard.MAX_LINGERING + 3)]
+    assert all(t.written.startswith(b"HTTP/1.1 503 ") for _, t in refused)
+    lingering = [t for _, t in refused if t.eof and not t.closed]
+    assert len(lingering) == guard.MAX_LINGERING  # the rest were closed at once
+    assert all(t.closed for _, t in refused[guard.MAX_LINGERING :])
+    refused[0][0].connection_lost(None)  # a lingering one went: the next refusal may linger
+    assert (t := connect()[1]).eof and not t.closed
+    admitted.connection_lost(None)  # under the cap again: the next connection is admitted
+    assert not connect()[1].written

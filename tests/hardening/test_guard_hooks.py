@@ -92,6 +92,7 @@ def _connect(limits: guard.GuardLimits) -> tuple[Any, FakeTransport]:
         assert hasattr(protocol, attr), attr
     transport = FakeTransport()
     protocol.connection_made(transport)
+    assert hasattr(protocol, "flow")  # set by connection_made; a refusal resumes its reading
     return protocol, transport
 
 
