@@ -14,11 +14,12 @@ the mock's ``x_mock_emitted_ns`` stamp, because the stamp is wall-clock time on 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
-from relaybench import records
+from relaybench import credentials, records
 from relaybench.sse import SSEDecoder
 
 DONE = "[DONE]"
@@ -36,10 +37,13 @@ class RecordBuilder:
     ``fields`` are the record's known-at-send fields (``target``, ``worker``, ``seq``,
     ``stream``, ``start_ns`` are required; any other field of ``relaybench.records.Record``
     may be given, e.g. ``users`` or ``max_tokens``); the builder fills in the rest.
+    ``secrets`` (the API key) are removed from every text kept about the answer
+    (``error_detail``): a target may quote the key it was sent.
     """
 
-    def __init__(self, *, start_pc: int, **fields: Any) -> None:
+    def __init__(self, *, start_pc: int, secrets: Sequence[str] = (), **fields: Any) -> None:
         self.rec = records.new_record(**fields)
+        self.secrets = secrets
         self.stream: bool = self.rec["stream"]
         self.start_pc = start_pc
         self._decoder = SSEDecoder() if self.stream else None
@@ -102,7 +106,14 @@ class RecordBuilder:
     def _error(self, error: str, detail: str) -> None:
         if self.rec["error"] is None:  # the first thing that went wrong explains the rest
             self.rec["error"] = error
-            self.rec["error_detail"] = detail[:MAX_DETAIL]
+            self.rec["error_detail"] = self._detail(detail)
+
+    def _detail(self, text: str) -> str:
+        """``error_detail``: without the secrets (hidden before the cut: no part of one is left)."""
+        return self._hide(text)[:MAX_DETAIL]
+
+    def _hide(self, text: str) -> str:
+        return credentials.redacted_text(text, self.secrets)
 
     def _content(self, pc_ns: int, wall_ns: int, stamp: object) -> None:
         at = _ms(pc_ns - self.start_pc)
@@ -122,10 +133,12 @@ class RecordBuilder:
         try:
             obj = orjson.loads(data)
         except orjson.JSONDecodeError:
-            self._error(records.MALFORMED, f"data line is not JSON: {data[:80]!r}")
+            self._error(records.MALFORMED, f"data line is not JSON: {self._hide(data)[:80]!r}")
             return
         if type(obj) is not dict:
-            self._error(records.MALFORMED, f"data line is not a JSON object: {data[:80]!r}")
+            self._error(
+                records.MALFORMED, f"data line is not a JSON object: {self._hide(data)[:80]!r}"
+            )
             return
         if "error" in obj:
             err = obj["error"]
@@ -149,9 +162,8 @@ class RecordBuilder:
             obj = orjson.loads(self._body)
             content = obj["choices"][0]["message"].get("content")
         except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError):
-            self._error(
-                records.MALFORMED, f"body is not a chat completion: {bytes(self._body[:80])!r}"
-            )
+            body = self._hide(self._body.decode("utf-8", "replace"))
+            self._error(records.MALFORMED, f"body is not a chat completion: {body[:80]!r}")
             return
         if "error" in obj:
             self._error(records.STREAM_ERROR, str(obj["error"]))
@@ -168,5 +180,5 @@ class RecordBuilder:
             err = orjson.loads(self._body)["error"]
             msg = err.get("message") if isinstance(err, dict) else err
         except (orjson.JSONDecodeError, KeyError, TypeError):
-            msg = bytes(self._body[:MAX_DETAIL]).decode("utf-8", "replace")
-        self.rec["error_detail"] = f"HTTP {self.rec['status']}: {msg}"[:MAX_DETAIL]
+            msg = self._body.decode("utf-8", "replace")
+        self.rec["error_detail"] = self._detail(f"HTTP {self.rec['status']}: {msg}")

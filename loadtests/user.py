@@ -32,7 +32,7 @@ from loadtests import client, pacing, schedule, shapes, traffic
 from loadtests.record import RecordBuilder
 from loadtests.sink import RecordWriter
 from loadtests.workload import Workload, WorkloadConfig
-from relaybench import records
+from relaybench import credentials, records
 from relaybench.run.config import LoadConfig
 
 READ_SIZE = 65536
@@ -62,6 +62,7 @@ class LoadContext:
         if config.api_key:
             headers["Authorization"] = f"Bearer {config.api_key}"
         self.headers = headers
+        self.secrets = (config.api_key,) if config.api_key else ()  # kept out of every text
         self.ttft_name = f"TTFT {config.target.name}"
         self.e2e_name = f"E2E {config.target.name}"
         self.t0_ns: int | None = None
@@ -255,6 +256,7 @@ class ChatUser(User):
                 users=self.environment.runner.user_count if self.environment.runner else 0,
                 step=ctx.step_at(start_ns),
                 max_tokens=max_tokens,
+                secrets=ctx.secrets,
                 **fields,
             )
             if keep_text:
@@ -292,7 +294,7 @@ class ChatUser(User):
         error = None
         if rec["error"]:
             cause = records.cause(rec["error"], rec["status"], rec["error_detail"])
-            error = CatchResponseError(cause)
+            error = CatchResponseError(credentials.redacted_text(cause, ctx.secrets))
         if rec["ttft_ms"] is not None:
             self.environment.stats.get(ctx.ttft_name, "TTFT").log(rec["ttft_ms"], 0)
         fire(
