@@ -214,6 +214,7 @@ def _annotate(
 def evaluate(run_dir: Path, name: str, load: float, seconds: float, slo: SLO) -> ProbeResult:
     """Judge one probe folder: health first, then the SLO checks (see the module docstring)."""
     from reports.folder import load_folder
+    from reports.samples import counted
     from reports.summary import write_summary
 
     if not _recorded(run_dir):
@@ -227,6 +228,8 @@ def evaluate(run_dir: Path, name: str, load: float, seconds: float, slo: SLO) ->
     summary = write_summary(run_dir)
     folder = load_folder(run_dir)
     rows = folder.groups().get(name)
+    if rows is not None:  # requests the probe's end cut off say nothing about the target
+        rows = counted(rows)
     meta = folder.meta.get("search_probe") or {}
     stats = {k: v for k, v in (summary["targets"].get(name) or {}).items() if k in _STAT_KEYS}
     health = dict(summary.get("health") or {})

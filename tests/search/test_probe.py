@@ -44,3 +44,20 @@ def test_a_degraded_probe_is_never_a_pass_or_a_fail(
     assert result.verdict == verdict
     assert any(words in reason for reason in result.reasons)
     assert not result.checks  # not judged at all
+
+
+def test_requests_the_probes_end_cut_off_are_not_errors(tmp_path: Path) -> None:
+    import orjson
+
+    run = probe_folder(tmp_path / "cut")
+    files = sorted((run / "records").glob("direct.*.jsonl"))
+    first = orjson.loads(files[0].read_bytes().splitlines()[0])
+    # 8 cut off at the end (within the health check's in-flight allowance): 6% "errors" of 120
+    with files[0].open("ab") as out:
+        for k in range(8):
+            cut = {**first, "seq": 10_000 + k, "ok": False, "error": "interrupted"}
+            out.write(orjson.dumps(cut) + b"\n")
+    result = evaluate(run, "direct", 10, 6.0, SLO_1S)
+    assert result.verdict == PASS, result.reasons
+    error_rate = next(c for c in result.checks if c.metric == "error_rate")
+    assert error_rate.value == 0
