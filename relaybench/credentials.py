@@ -31,6 +31,7 @@ API_KEY_ENV = "RELAYBENCH_API_KEY"
 REDACTED = "***"
 TEMP_PREFIX = "relaybench-"
 _OURS = re.compile(rf"^{TEMP_PREFIX}(?:[a-z]+-)?(\d+)-")
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s]*@")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -116,10 +117,20 @@ def redacted_text(text: str, secrets: Iterable[str | None]) -> str:
     return text
 
 
+def redact_url(text: str) -> str:
+    """``text`` with every URL's ``user:password@`` as ``***@`` (``https://***@host/…``): what
+    messages and files show of a URL that carries credentials (a ``--target``, a ``--scrape``).
+
+    Up to the URL's last ``@`` before its path, as ``urlsplit`` reads the host, so a password
+    holding an ``@`` is hidden whole; ``NAME=URL`` and URLs inside a message are covered too."""
+    return _USERINFO.sub(rf"\1{REDACTED}@", text)
+
+
 def redacted_words(words: Sequence[str], secrets: Iterable[str | None]) -> list[str]:
-    """``words`` with every occurrence of each secret replaced by ``***``."""
+    """``words`` with every occurrence of each secret, and every URL's credentials
+    (``redact_url``), replaced by ``***``."""
     hidden = [s for s in secrets if s]
-    return [redacted_text(word, hidden) for word in words]
+    return [redacted_text(redact_url(word), hidden) for word in words]
 
 
 def redacted_command(words: Sequence[str], secrets: Iterable[str | None]) -> str:

@@ -32,7 +32,6 @@ from relaybench.run import configfile, exitcodes, preflight
 from relaybench.run.config import OPEN_LOOP, SCENARIOS, LoadConfig, ShapeParams, Target
 from relaybench.run.orchestrator import Orchestrator, RunPlan
 from relaybench.run.servers import MockSettings
-from relaybench.scrape.fetch import redact
 from relaybench.scrape.scraper import name_for_url
 from relaybench.traffic import cli as traffic_cli
 
@@ -202,7 +201,8 @@ def _targets(specs: Sequence[str]) -> list[Target]:
     for spec in specs:
         name, sep, url = spec.partition("=")
         if not sep or not name or not url:
-            raise UsageError(f"--target {spec!r}: use NAME=URL, e.g. relay=http://127.0.0.1:8000")
+            shown = credentials.redact_url(spec)
+            raise UsageError(f"--target {shown!r}: use NAME=URL, e.g. relay=http://127.0.0.1:8000")
         target = Target(name, url, stream=True, kind="external", stamps=False)
         target.check()
         if any(t.name == name for t in out):
@@ -229,7 +229,9 @@ def _scrape_urls(specs: Sequence[str]) -> list[tuple[str, str]]:
             name, url = name_for_url(spec), spec
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname or not name:
-            raise UsageError(f"--scrape {redact(spec)!r}: use [NAME=]http(s)://HOST:PORT/PATH")
+            raise UsageError(
+                f"--scrape {credentials.redact_url(spec)!r}: use [NAME=]http(s)://HOST:PORT/PATH"
+            )
         out.append((name, url))
     return out
 
@@ -241,7 +243,9 @@ def _scrape_redis(specs: Sequence[str]) -> list[tuple[str, str]]:
         if not sep or "://" in name:
             name, url = name_for_url(spec) if "://" in spec else "", spec
         if urlsplit(url).scheme not in ("redis", "rediss", "unix") or not name:
-            raise UsageError(f"--scrape-redis {redact(spec)!r}: use [NAME=]redis://HOST:PORT/DB")
+            raise UsageError(
+                f"--scrape-redis {credentials.redact_url(spec)!r}: use [NAME=]redis://HOST:PORT/DB"
+            )
         out.append((name, url))
     return out
 

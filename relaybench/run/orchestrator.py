@@ -233,7 +233,7 @@ class Orchestrator:
         if self.mock_url:
             http_json(self.mock_url + "/mock/reset", method="POST")
         entry: dict[str, Any] = {
-            "url": target.url,
+            "url": credentials.redact_url(target.url),  # user:password@ never written
             "stream": target.stream,
             "kind": target.kind,
             "stamps": target.stamps,
@@ -245,7 +245,7 @@ class Orchestrator:
         self._save_meta()
         mode = "streaming" if target.stream else "buffered (stream: false)"
         print(
-            f"== {target.name}: {target.url} {mode}, {cfg.shape.scenario}, "
+            f"== {target.name}: {entry['url']} {mode}, {cfg.shape.scenario}, "
             f"{cfg.shape.users} users, {cfg.shape.duration_s:g} s"
             + (f" — {header}" if header else ""),
             flush=True,

@@ -97,7 +97,8 @@ def check_reachable(name: str, url: str, timeout: float = 3.0) -> None:
         with socket.create_connection((parts.hostname, port), timeout=timeout):
             pass
     except OSError as exc:
-        raise UsageError(f"target {name} at {url} is unreachable: {exc}") from exc
+        shown = credentials.redact_url(url)
+        raise UsageError(f"target {name} at {shown} is unreachable: {exc}") from exc
 
 
 class BenchServers:

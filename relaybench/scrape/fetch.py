@@ -3,7 +3,7 @@
 A metrics endpoint that trickles its body must not hold a scrape past its interval: the body is
 read in pieces and the request given up once ``timeout_s`` has passed since it started. TLS is
 verified (urllib's default context). Credentials in a URL (``https://user:pass@host/metrics``)
-are sent as HTTP Basic and never shown: ``redact`` is what messages and files print.
+are sent as HTTP Basic and never shown: messages print ``credentials.redact_url``.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import urllib.error
 import urllib.request
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from relaybench.credentials import redact_url
+
 MAX_BODY = 16 * 2**20  # a /metrics page is kilobytes; this only bounds a misbehaving one
 PIECE = 64 * 1024
 
@@ -22,19 +24,10 @@ class FetchError(Exception):
     """The scrape failed; the message says why (it becomes the gap's reason)."""
 
 
-def redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 def _request(url: str) -> urllib.request.Request:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise FetchError(f"{redact(url)} is not an http(s) URL")
+        raise FetchError(f"{redact_url(url)} is not an http(s) URL")
     headers = {"Accept": "text/plain;version=0.0.4, application/json;q=0.5"}
     if parts.username is None and parts.password is None:
         return urllib.request.Request(url, headers=headers)

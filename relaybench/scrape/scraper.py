@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from relaybench import credentials
 from relaybench.scrape import fetch, mockstats, prom
 from relaybench.scrape.process import ProcessGone, ProcessProbe
 from relaybench.scrape.redisprobe import RedisFailed, RedisProbe
@@ -63,7 +64,7 @@ class _Prometheus:
 
     def __init__(self, url: str, timeout_s: float) -> None:
         self.url, self.timeout_s = url, timeout_s
-        self.address = fetch.redact(url)
+        self.address = credentials.redact_url(url)
         self._last: tuple[float, prom.Snapshot] | None = None
 
     def poll(self) -> dict[str, dict]:
@@ -87,7 +88,7 @@ class _MockStats:
 
     def __init__(self, url: str, timeout_s: float) -> None:
         self.url, self.timeout_s = url, timeout_s
-        self.address = fetch.redact(url)
+        self.address = credentials.redact_url(url)
         self._last: tuple[float, dict[str, Any]] | None = None
 
     def poll(self) -> dict[str, dict]:
@@ -130,7 +131,7 @@ class _Redis:
     kind = "redis"
 
     def __init__(self, url: str, timeout_s: float) -> None:
-        self.address = fetch.redact(url)
+        self.address = credentials.redact_url(url)
         self._probe: RedisProbe | None = None
         self._url, self._timeout_s = url, timeout_s
 

@@ -7,6 +7,7 @@ import base64
 
 import pytest
 
+from relaybench import credentials
 from relaybench.scrape import fetch
 
 from .fake_server import FakeEndpoint
@@ -38,7 +39,7 @@ def test_credentials_are_sent_as_basic_auth_and_shown_as_stars(endpoints) -> Non
     assert body.decode() == BODY
     sent = endpoint.headers[-1]["Authorization"]
     assert base64.b64decode(sent.removeprefix("Basic ")) == b"me:p@ss-0123"
-    assert fetch.redact(url) == f"http://***@127.0.0.1:{endpoint.port}/metrics"
+    assert credentials.redact_url(url) == f"http://***@127.0.0.1:{endpoint.port}/metrics"
 
 
 def test_a_redirect_does_not_carry_the_credentials_elsewhere(endpoints) -> None:
