@@ -1,7 +1,8 @@
 """``--relay-workers 1,2,4``: one search per relay worker count, and what the machine allowed.
 
-Relays with more than one worker share a private ``redis-server`` (started here on a free
-loopback port, stopped by PID), so their rate limits are one set, as in production.
+Relays with more than one worker share a private ``redis-server`` (``relaybench.procs``: a free
+loopback port, stopped by PID, and with us if we are killed), so their rate limits are one set,
+as in production.
 
 Scaling efficiency of ``w`` workers = capacity(w) / (w × capacity(1)). On a small machine the
 load generator, the mock, Redis and every relay worker share the cores; once the processes that
@@ -12,15 +13,11 @@ summary says so.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from relaybench import procs
 from relaybench.errors import RelaybenchError
 
 
@@ -37,45 +34,15 @@ def worker_counts(text: str) -> list[int]:
 
 @contextmanager
 def redis_server() -> Iterator[str]:
-    """A private redis-server on a free loopback port; yields its URL, stops it by PID."""
-    binary = shutil.which("redis-server")
-    if binary is None:
+    """The relays' shared redis-server (``relaybench.procs.redis_server``: owned, stopped by
+    PID, and with the search if that is killed); yields its URL."""
+    if shutil.which("redis-server") is None:
         raise RelaybenchError(
             "--relay-workers above 1 needs redis-server "
             "(python -m tools.ensure_binaries installs it)"
         )
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    proc = subprocess.Popen(
-        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    try:
-        _wait_pong(proc, port)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-def _wait_pong(proc: subprocess.Popen[bytes], port: int) -> None:
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as conn:
-                conn.sendall(b"PING\r\n")
-                if conn.recv(16).startswith(b"+PONG"):
-                    return
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RelaybenchError(f"redis-server on port {port} did not start")
-        time.sleep(0.05)
+    with procs.redis_server() as url:
+        yield url
 
 
 def scaling(

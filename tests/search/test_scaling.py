@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import shutil
 import socket
+import subprocess
+import sys
 from urllib.parse import urlsplit
 
+import psutil
 import pytest
 
+from relaybench.errors import RelaybenchError
 from relaybench.search.scaling import redis_server, scaling, worker_counts
 
 
@@ -43,3 +47,42 @@ def test_the_private_redis_answers_and_is_stopped() -> None:
             assert conn.recv(16).startswith(b"+PONG")
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
         pass
+
+
+def test_no_redis_server_says_what_needs_it(monkeypatch) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    needs = "--relay-workers above 1 needs redis-server"
+    with pytest.raises(RelaybenchError, match=needs), redis_server():
+        pass
+
+
+@pytest.mark.skipif(
+    sys.platform != "linux" or shutil.which("redis-server") is None,
+    reason="PR_SET_PDEATHSIG is Linux-only; redis-server is not installed",
+)
+def test_the_private_redis_does_not_outlive_a_killed_search() -> None:
+    code = (
+        "import time\n"
+        "from relaybench.search.scaling import redis_server\n"
+        "with redis_server() as url:\n"
+        "    print(url, flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    search = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    children: list[psutil.Process] = []
+    try:
+        assert search.stdout is not None
+        assert search.stdout.readline().startswith("redis://")
+        children = psutil.Process(search.pid).children()
+        assert [c.name() for c in children] == ["redis-server"]
+        search.kill()  # SIGKILL: no finally of the search runs
+        search.wait()
+        _, alive = psutil.wait_procs(children, timeout=5)
+        assert not alive, "redis-server outlived the killed search"
+    finally:
+        if search.poll() is None:
+            search.kill()
+            search.wait()
+        for child in children:
+            if child.is_running():
+                child.kill()
