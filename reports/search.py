@@ -18,7 +18,6 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-import jinja2
 import matplotlib
 
 matplotlib.use("Agg")
@@ -30,7 +29,7 @@ import pandas as pd
 from relaybench.errors import UsageError
 from reports.capacity import PRICES, PlanInput, plan
 from reports.charts import colors
-from reports.html import data_uri
+from reports.html import data_uri, render
 from reports.markdown import plan_markdown, table
 from reports.tables import Table, fmt, plan_tables
 
@@ -45,13 +44,6 @@ CAPTIONS = {
     "bootstrap interval, against the load; the red line is the SLO, the band the final "
     "bracket, the dashed line the capacity found.",
 }
-_ENV = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
-    autoescape=True,
-    undefined=jinja2.StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
 
 
 def is_search_folder(path: Path) -> bool:
@@ -509,8 +501,8 @@ def search_markdown(doc: dict, plans: dict, charts: dict[str, Path]) -> str:
 
 
 def search_html(doc: dict, plans: dict, charts: dict[str, Path], out: Path) -> str:
-    template = _ENV.get_template("search.html.j2")
-    return template.render(
+    return render(
+        "search.html.j2",
         doc=doc,
         folder=str(out),
         headlines=[line.replace("`", "") for line in _headlines(doc)],
