@@ -14,8 +14,16 @@ def schedule(n: int, gap_s: float, start_s: float = 0.02) -> list[tuple[int, Non
     return [(t0 + round((start_s + i * gap_s) * 1e9), None, None) for i in range(n)]
 
 
+def fresh_loop_clock() -> None:
+    """libev caches its clock between loop iterations. In a Locust process the hub always runs,
+    but in this pytest process it sits idle while other tests block the thread, so its clock can
+    be many seconds stale, and every timeout set from it (``joinall``'s too) fires at once."""
+    gevent.get_hub().loop.update_now()
+
+
 def run_users(d: Dispatcher, users: int, work_s: float = 0.0) -> list[tuple[int, int, int]]:
     """(user, intended_ns, sent_ns) of everything the users sent, until the schedule is done."""
+    fresh_loop_clock()
     sent: list[tuple[int, int, int]] = []
 
     def user(u: int) -> None:
@@ -58,6 +66,7 @@ def test_stop_sends_nothing_more_and_releases_idle_users() -> None:
         while (due := d.next(lambda a: None)) is not None:
             sent.append(due[0][0])
 
+    fresh_loop_clock()
     greenlets = [gevent.spawn(user) for _ in range(5)]
     gevent.sleep(0.2)
     d.stop()
