@@ -30,3 +30,13 @@ def test_the_readme_has_runnable_blocks_and_few_skips():
     runnable = [b for b in BLOCKS if not b.skip]
     assert len(runnable) >= 5
     assert len(BLOCKS) - len(runnable) <= 4, [(b.line, b.skip) for b in BLOCKS if b.skip]
+
+
+def test_every_skip_line_marker_matches_a_command():
+    stale = [
+        (block.line, prefix)
+        for block in BLOCKS
+        for prefix, _ in block.skipped_lines
+        if not any(c.text.startswith(prefix) for c in block.commands)
+    ]
+    assert not stale, f"readme-test skip-line markers that match no command: {stale}"
