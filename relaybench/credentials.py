@@ -32,6 +32,10 @@ REDACTED = "***"
 TEMP_PREFIX = "relaybench-"
 _OURS = re.compile(rf"^{TEMP_PREFIX}(?:[a-z]+-)?(\d+)-")
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s]*@")
+# ``--header NAME:VALUE`` words whose value is a credential
+_SECRET_HEADER = re.compile(
+    r"(?i)^((?:--header=)?\s*(?:authorization|proxy-authorization|x-api-key|api-key|cookie)\s*:).+$"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -127,10 +131,13 @@ def redact_url(text: str) -> str:
 
 
 def redacted_words(words: Sequence[str], secrets: Iterable[str | None]) -> list[str]:
-    """``words`` with every occurrence of each secret, and every URL's credentials
-    (``redact_url``), replaced by ``***``."""
+    """``words`` with every occurrence of each secret, every URL's credentials (``redact_url``)
+    and the value of every credential header (``--header "Authorization: …"``) as ``***``."""
     hidden = [s for s in secrets if s]
-    return [redacted_text(redact_url(word), hidden) for word in words]
+    return [
+        _SECRET_HEADER.sub(rf"\1 {REDACTED}", redacted_text(redact_url(word), hidden))
+        for word in words
+    ]
 
 
 def redacted_command(words: Sequence[str], secrets: Iterable[str | None]) -> str:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import secrets
 import sys
 import time
@@ -113,23 +112,15 @@ def _target(spec: str) -> tuple[str, str]:
     name, sep, url = spec.partition("=")
     parts = urlsplit(url)
     if not sep or not name or parts.scheme not in ("http", "https") or not parts.hostname:
-        shown = _hide_userinfo(spec)
+        shown = credentials.redact_url(spec)
         raise UsageError(f"--target {shown!r}: use NAME=URL, e.g. myrelay=http://127.0.0.1:8080")
     return name, url
-
-
-_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#@\s]*@")
-
-
-def _hide_userinfo(text: str) -> str:
-    """Every URL's ``user:password@`` in ``text`` as ``***@`` (as ``relaybench run`` shows them)."""
-    return _USERINFO.sub(r"\1***@", text)
 
 
 def redacted(argv: Sequence[str], api_key: str | None) -> str:
     """The command line with the API key (by value: ``relaybench.credentials``) and URLs'
     credentials replaced by ``***``."""
-    words = credentials.redacted_words([_hide_userinfo(arg) for arg in argv], [api_key])
+    words = credentials.redacted_words(argv, [api_key])
     return " ".join(["relaybench", "faults", *words])
 
 
@@ -152,13 +143,13 @@ def main(argv: Sequence[str]) -> int:
     if args.mock_url and args.mock_port:
         raise UsageError("--mock-port applies to the mock the harness starts; not with --mock-url")
     hide = [api_key] if api_key else []  # written nowhere, even where a relay echoes them
-    if target is not None and _hide_userinfo(target[1]) != target[1]:
+    if target is not None and credentials.redact_url(target[1]) != target[1]:
         hide.append(target[1])
     if target is not None:
         try:
             check_reachable(*target)  # before anything starts or runs
         except UsageError as exc:
-            raise UsageError(_hide_userinfo(exc.message)) from None
+            raise UsageError(credentials.redact_url(exc.message)) from None
     if args.mock_url:
         _check_mock(args.mock_url)
     servers = Servers()
@@ -181,8 +172,8 @@ def main(argv: Sequence[str]) -> int:
             print(f"mock upstream {mock_url}; bundled relay {urls['relay']}", flush=True)
         else:
             print(f"mock upstream {mock_url}: {target[0]}'s upstream must point here", flush=True)
-        shown = {"name": target[0], "url": _hide_userinfo(target[1])}
-        run.update(target=shown, mock_url=_hide_userinfo(mock_url))
+        shown = {"name": target[0], "url": credentials.redact_url(target[1])}
+        run.update(target=shown, mock_url=credentials.redact_url(mock_url))
         ctx = _context(servers, target[1], mock_url, api_key, args.max_hang_s, args.model)
         client = Client(target[1], api_key, args.model)
         load = runner.Background(client, args.under_load, ctx.run_id) if args.under_load else None
@@ -203,13 +194,13 @@ def main(argv: Sequence[str]) -> int:
                 else "pass --api-key, --api-key-file or RELAYBENCH_API_KEY"
             )
             message = f"{target[0]} answered the clean stream with 401 ({how}): {exc}"
-            raise UsageError(_hide_userinfo(scorecard.scrub(message, hide))) from None
+            raise UsageError(credentials.redact_url(scorecard.scrub(message, hide))) from None
         except NotThroughMock as exc:
             message = (
                 f"{target[0]} answered the clean stream ({exc}) but the mock at {mock_url} never "
                 f"saw it: point {target[0]}'s upstream URL at {mock_url}"
             )
-            raise UsageError(_hide_userinfo(scorecard.scrub(message, hide))) from None
+            raise UsageError(credentials.redact_url(scorecard.scrub(message, hide))) from None
         if load is not None:
             results.append(load.result())
     finally:

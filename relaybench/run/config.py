@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from relaybench import credentials
 from relaybench.errors import UsageError
 from relaybench.traffic.config import TrafficConfig
 
@@ -71,7 +72,8 @@ class Target:
     def check(self) -> None:
         parts = urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise UsageError(f"target {self.name}: {self.url!r} is not an http(s) URL")
+            shown = credentials.redact_url(self.url)
+            raise UsageError(f"target {self.name}: {shown!r} is not an http(s) URL")
         if not self.name or "." in self.name or "/" in self.name:
             raise UsageError(f"target name {self.name!r}: use letters, digits, '-' or '_'")
 

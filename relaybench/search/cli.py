@@ -372,7 +372,7 @@ class _Search:
             **(_scrape(servers) if servers is not None else {}),
         )
         entry: dict[str, Any] = {
-            "url": target.url,
+            "url": credentials.redact_url(target.url),
             "kind": target.kind,
             "stream": target.stream,
             "slo": slo.as_dict(),

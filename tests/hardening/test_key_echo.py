@@ -144,3 +144,22 @@ def test_a_malformed_target_spec_hides_its_credentials() -> None:
 )
 def test_redact_url(text: str, shown: str) -> None:
     assert credentials.redact_url(text) == shown
+
+
+@pytest.mark.parametrize(
+    ("word", "shown"),
+    [
+        ("Authorization: Bearer sk-abc", "Authorization: ***"),
+        ("--header=x-api-key:sk-abc", "--header=x-api-key: ***"),
+        ("Cookie: session=1", "Cookie: ***"),
+        ("X-Mock-Fault: status:429", "X-Mock-Fault: status:429"),  # not a credential
+    ],
+)
+def test_credential_headers_are_hidden_in_the_stored_command(word: str, shown: str) -> None:
+    assert credentials.redacted_words(["--header", word], []) == ["--header", shown]
+
+
+def test_a_bad_target_url_error_hides_its_credentials() -> None:
+    done = run("run", "--target", "t=ftp://me:hunter2-pw@127.0.0.1:9")
+    assert done.returncode == 2 and "is not an http(s) URL" in done.stderr, done.stderr
+    assert "hunter2-pw" not in done.stderr
