@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 
-from relaybench.procs import ServerProcess
+from relaybench.procs import ServerProcess, redis_server
 
 StartServer = Callable[..., ServerProcess]
 
@@ -28,3 +29,12 @@ def start_server() -> Iterator[StartServer]:
     yield start
     for server in reversed(started):
         server.stop()
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A private redis-server on a free port, stopped by PID (``relaybench.procs``)."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (tools/ensure_binaries.py installs it)")
+    with redis_server() as url:
+        yield url

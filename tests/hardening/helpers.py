@@ -2,33 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import urllib.request
-from pathlib import Path
+from tests.harness import RELAYBENCH, mock_stats, records
+from tests.harness import relaybench as run
 
-RELAYBENCH = [sys.executable, "-m", "relaybench"]
-
-
-def run(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if k != "RELAYBENCH_API_KEY"}
-    full_env.update(env or {})
-    return subprocess.run(
-        [*RELAYBENCH, *args], capture_output=True, text=True, timeout=timeout, env=full_env
-    )
-
-
-def records(run_dir: Path, target: str) -> list[dict]:
-    out = []
-    for path in sorted((run_dir / "records").glob(f"{target}.*.jsonl")):
-        out += [json.loads(line) for line in path.read_text().splitlines()]
-    return out
-
-
-def mock_stats(url: str) -> dict:
-    with urllib.request.urlopen(url + "/mock/stats", timeout=5) as resp:
-        return json.loads(resp.read())
+__all__ = ["RELAYBENCH", "mock_stats", "records", "run"]

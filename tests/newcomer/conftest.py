@@ -2,31 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-RELAYBENCH = [sys.executable, "-m", "relaybench"]
+from tests.harness import RELAYBENCH, load, records, run
 
-
-def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*RELAYBENCH, "run", *args], capture_output=True, text=True, timeout=timeout
-    )
-
-
-def records(run_dir: Path, target: str = "direct") -> list[dict]:
-    out = []
-    for path in sorted((run_dir / "records").glob(f"{target}.*.jsonl")):
-        out += [json.loads(line) for line in path.read_text().splitlines()]
-    return out
-
-
-def load(path: Path) -> dict:
-    return json.loads(path.read_text())
+__all__ = ["RELAYBENCH", "load", "records", "run"]
 
 
 @pytest.fixture

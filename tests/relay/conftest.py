@@ -3,7 +3,6 @@ and a tiny raw-socket upstream for byte-exact checks. Everything is stopped at t
 
 from __future__ import annotations
 
-import shutil
 import socket
 import threading
 import time
@@ -15,7 +14,7 @@ import orjson
 import pytest
 
 from relay.keys import create_key
-from relaybench.procs import ServerProcess, redis_server
+from relaybench.procs import ServerProcess
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hello there"}]}
 
@@ -120,15 +119,6 @@ def relay(
         return start_server("relay", *args, env={"RELAY_LOG_LEVEL": "warning", **(env or {})})
 
     return start
-
-
-@pytest.fixture
-def redis_url() -> Iterator[str]:
-    """A private redis-server on a free port, stopped by PID (``relaybench.procs``)."""
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed (tools/ensure_binaries.py installs it)")
-    with redis_server() as url:
-        yield url
 
 
 class RawUpstream:

@@ -9,32 +9,13 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-RELAYBENCH = [sys.executable, "-m", "relaybench"]
-
-
-def run(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*RELAYBENCH, "run", *args], capture_output=True, text=True, timeout=timeout
-    )
-
-
-def mock_stats(url: str) -> dict:
-    with urllib.request.urlopen(url + "/mock/stats", timeout=5) as resp:
-        return json.loads(resp.read())
-
-
-def records(run_dir: Path, target: str) -> list[dict]:
-    out = []
-    for path in sorted((run_dir / "records").glob(f"{target}.*.jsonl")):
-        out += [json.loads(line) for line in path.read_text().splitlines()]
-    return out
+from tests.harness import RELAYBENCH, mock_stats, records, run
 
 
 def fast_mock(start_server):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 import json
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
@@ -15,21 +14,7 @@ import pytest
 
 from relaybench.traffic import sessions, trace
 from relaybench.traffic.sessions import ChatConfig, Session
-
-RELAYBENCH = [sys.executable, "-m", "relaybench"]
-
-
-def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*RELAYBENCH, "run", *args], capture_output=True, text=True, timeout=timeout
-    )
-
-
-def records(run_dir: Path, target: str = "direct") -> list[dict]:
-    out = []
-    for path in sorted((run_dir / "records").glob(f"{target}.*.jsonl")):
-        out += [json.loads(line) for line in path.read_text().splitlines()]
-    return out
+from tests.harness import RELAYBENCH, records, run
 
 
 def summary(run_dir: Path, target: str = "direct") -> dict:
