@@ -39,6 +39,10 @@ class Difference:
     material: bool
 
     def text(self) -> str:
+        if self.what == "targets not compared":
+            sides = [f"only in {side}: {', '.join(names)}"  # type: ignore[arg-type]
+                     for side, names in (("A", self.a), ("B", self.b)) if names]  # fmt: skip
+            return "targets " + "; ".join(sides)
         return f"{self.what} {_show(self.a)} vs {_show(self.b)}"
 
 
