@@ -38,7 +38,7 @@ from reports import charts
 from reports.folder import RunFolder, load_folder, target_window_ns
 from reports.html import data_uri, render_compare
 from reports.markdown import table
-from reports.samples import Sample, ok, select
+from reports.samples import Sample, counted, ok, select
 from reports.shape import differences
 from reports.significance import percentile_diff_ci
 from reports.stats import bootstrap_diff
@@ -211,7 +211,8 @@ def _error_rate_diff(a: RunFolder, b: RunFolder, pair, confidence: float) -> dic
 
 
 def _failures(folder: RunFolder, name: str) -> tuple[int, int]:
-    rows = folder.frame[folder.frame["target"].to_numpy() == name]
+    """Failed and measured requests (records the run's stop cut off are neither)."""
+    rows = counted(folder.frame[folder.frame["target"].to_numpy() == name])
     return int(len(rows) - rows["ok"].to_numpy(dtype=bool).sum()), len(rows)
 
 

@@ -32,7 +32,7 @@ import pandas as pd
 from relaybench.errors import UsageError
 from relaybench.records import PERCENTILES
 from reports.records import Records, load_records
-from reports.samples import Sample, select
+from reports.samples import Sample, counted, select
 from reports.shape import differences
 from reports.significance import Interval, mann_whitney, percentile_diff_ci
 from reports.thresholds import DISTRIBUTIONS, Check, Thresholds, server_metric
@@ -62,8 +62,9 @@ class Run:
         return self.targets[target]
 
     def records(self, target: str) -> pd.DataFrame:
+        """The target's measured records (those the run's stop cut off are left out)."""
         frame = self._load().scalars
-        return frame[frame["target"] == target]
+        return counted(frame[frame["target"] == target])
 
     def sample(self, target: str, metric: str) -> Sample:
         """The values behind ``metric`` for ``target``, selected as summary.json's were."""

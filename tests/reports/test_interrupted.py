@@ -104,3 +104,17 @@ def test_the_report_says_how_many_were_interrupted(tmp_path: Path) -> None:
     rebuild(cut)
     report = (cut / "report.md").read_text()
     assert "4 request(s) in flight when the run stopped are counted as interrupted" in report
+
+
+def test_compare_and_the_gates_records_leave_interrupted_records_out(tmp_path: Path) -> None:
+    from reports.compare import _failures
+    from reports.gate import open_run
+
+    plain = _folder(tmp_path / "plain", _measured())
+    cut = _folder(tmp_path / "cut", _with_cut())
+    assert (
+        _failures(load_folder(cut), "direct") == _failures(load_folder(plain), "direct") == (1, 4)
+    )
+    for run_dir in (plain, cut):
+        write_summary(run_dir)
+    assert len(open_run(cut).records("direct")) == len(open_run(plain).records("direct")) == 4
