@@ -207,6 +207,9 @@ def peak_timeline(series: pd.DataFrame, path: Path) -> Path:
         else:
             ax.text(0.995, 0.9, cols[0].split(":", 1)[1], transform=ax.transAxes, ha="right",
                     va="top", fontsize=7, color="#555")  # fmt: skip
+        values = series[cols].to_numpy(dtype=float)
+        if not np.nanmax(np.abs(values)) > 0:  # an all-zero row: 0..1, not -0.05..0.05
+            ax.set_ylim(0, 1)
         ax.set_ylabel(label, fontsize=8)
         ax.grid(alpha=0.3)
     for ax, (col, label, latency) in zip(axes[:4], panels, strict=True):

@@ -57,6 +57,16 @@ def test_no_errors_is_said_on_a_zero_based_axis(figures, tmp_path):
         assert ax.get_ylim()[0] == 0.0
 
 
+def test_an_all_zero_server_row_is_drawn_on_0_to_1(figures, tmp_path):
+    rows = series(0.0)
+    rows["rate_limited_per_s:relay"] = 0.0
+    rows["cpu_pct:relay"] = 5.0
+    charts.peak_timeline(rows, tmp_path / "t.png")
+    cpu_ax, limited_ax = figures[0].axes[4], figures[0].axes[5]
+    assert limited_ax.get_ylim() == (0.0, 1.0)
+    assert cpu_ax.get_ylim()[0] < 5.0 < cpu_ax.get_ylim()[1]
+
+
 def test_errors_keep_their_scale_and_no_label(figures, tmp_path):
     charts.peak_timeline(series(3.0), tmp_path / "t.png")
     errors_ax = figures[0].axes[3]
