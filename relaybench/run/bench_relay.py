@@ -179,10 +179,12 @@ def run_overhead(
     duration_s: float,
     work: Path,
     *,
-    scrape: bool = False,
+    scrape_modes: Sequence[bool] = (False,),
     repeat: int = 1,
 ) -> list[dict[str, Any]]:
-    """One row per run: ``repeat`` runs per level, each measuring direct, relay and nginx."""
+    """One row per run: ``repeat`` runs per level and scrape mode, each measuring direct, relay
+    and nginx. The modes alternate run by run on the same servers, so scraping off and on are
+    compared on one relay and one mock, not across restarts."""
     servers = BenchServers(
         MockSettings(
             ttft_ms=100, itl_ms=20, output_tokens=50, max_concurrency=0, slowdown_per_stream=0
@@ -207,12 +209,13 @@ def run_overhead(
                 break
             previous = []
             for rep in range(1, repeat + 1):
-                row = _one_run(servers, nginx, targets, level, rep, duration_s, work, scrape)
-                if row is None:
-                    return rows
-                rows.append(row)
-                previous.append(row)
-                print("   " + format_overhead(row), flush=True)
+                for scrape in scrape_modes:
+                    row = _one_run(servers, nginx, targets, level, rep, duration_s, work, scrape)
+                    if row is None:
+                        return rows
+                    rows.append(row)
+                    previous.append(row)
+                    print("   " + format_overhead(row), flush=True)
     finally:
         if nginx is not None:
             nginx.stop()
@@ -380,6 +383,7 @@ def _f(x: float | None) -> str:
 def format_overhead(row: dict[str, Any]) -> str:
     t, c, lag = row["added_ttft_ms"], row["added_chunk_lag_ms"], row["direct_first_token_lag_ms"]
     run = f" run {row['rep']}" if "rep" in row else ""
+    run += " (scraped)" if row.get("scrape") else ""
     return (
         f"streams {row['streams']:3d}{run}: relay added TTFT p50 {_f(t['p50'])} "
         f"p99 {_f(t['p99'])} ms | "
@@ -498,13 +502,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{args.repeat} run(s) per level",
             flush=True,
         )
-        rows = run_overhead(args.levels, args.duration, Path(tmp), repeat=args.repeat)
-        scraped: list[dict[str, Any]] = []
         if args.scrape_compare:
-            print("== the same with the server view on (scraping every 1 s)", flush=True)
-            scraped = run_overhead(
-                args.levels, args.duration, Path(tmp), scrape=True, repeat=args.repeat
-            )
+            print("   each run twice in turn: server view off, then on (scraping every 1 s)")
+        modes = (False, True) if args.scrape_compare else (False,)
+        every = run_overhead(
+            args.levels, args.duration, Path(tmp), scrape_modes=modes, repeat=args.repeat
+        )
+        rows = [row for row in every if not row["scrape"]]
+        scraped = [row for row in every if row["scrape"]]
         cap_rows: list[dict[str, Any]] = []
         if not args.skip_capacity:
             print(
