@@ -26,6 +26,8 @@ LOAD_KEYS = {
     "trace": ("rate", "users"),
 }
 _ANY_LOAD = ("users", "rate", "steps", "peak_multiple")
+# a trace run's load is also which trace, which part of it, and how fast and how dense
+TRACE_KEYS = ("trace", "trace_start_s", "trace_window_s", "speedup", "rate_scale")
 _MOCK_KEYS = ("ttft_ms", "itl_ms", "output_tokens", "max_concurrency", "slowdown_per_stream")
 
 
@@ -55,6 +57,9 @@ def load_of(meta: dict) -> dict[str, object]:
         load["users"] = meta.get("users")
     if "steps" in params and isinstance(params["steps"], list):  # synthetic: explicit steps
         load["steps"] = params["steps"]
+    if meta.get("scenario") == "trace":
+        traffic = meta.get("traffic") or {}
+        load.update({key: traffic.get(key) for key in TRACE_KEYS})
     return load
 
 

@@ -201,6 +201,7 @@ class Orchestrator:
             "duration_s": load.shape.duration_s,
             "interrupted": False,
             "scenario_params": load.shape.as_dict(),
+            "traffic": load.traffic.as_dict(),  # trace cut and scale, chat, retry policy
             "slo": plan.slo,
             "mock": plan.mock.as_dict() if self.servers else None,
             "max_tokens": list(load.max_tokens) if load.max_tokens else None,

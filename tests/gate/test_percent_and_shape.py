@@ -130,3 +130,18 @@ def test_an_absolute_only_file_ignores_the_baseline_shape(runs, tmp_path, capsys
         capsys, runs["more_users"], "--thresholds", str(toml), "--baseline", str(runs["base"])
     )
     assert code == 0, out
+
+
+def test_two_trace_runs_of_another_scale_or_window_differ_materially():
+    from reports.shape import differences
+
+    def meta(**traffic):
+        base = {"trace": None, "trace_start_s": 0.0, "trace_window_s": 600.0, "speedup": 10.0,
+                "rate_scale": 1.0}  # fmt: skip
+        return {"scenario": "trace", "scenario_params": {"users": 500, "rate": None},
+                "traffic": {**base, **traffic}}  # fmt: skip
+
+    assert differences(meta(), meta()) == []
+    scaled = differences(meta(), meta(rate_scale=10.0))
+    assert [(d.what, d.a, d.b, d.material) for d in scaled] == [("rate_scale", 1.0, 10.0, True)]
+    assert [d.what for d in differences(meta(), meta(trace_start_s=1800.0))] == ["trace_start_s"]
