@@ -13,10 +13,11 @@
    and their spread (min–max) are printed, with the relay's figures as ratios to nginx's.
 2. The direct first-token lag at 100 streams: the harness's own measurement error there.
 3. Capacity: ``relaybench calibrate``'s rising-concurrency run (one Locust process).
-4. With ``--scrape-compare``: every level once more with the server view on (the relay's
-   ``/metrics``, the relay's and the mock's processes, the mock's stats, once a second), printing
-   added TTFT p50 and the harness's own CPU (load generator mean + the scraper's threads) both
-   ways: scraping must not move the first and may add at most 1 percentage point to the second.
+4. With ``--scrape-compare``: every run once more, right after it on the same servers, with the
+   server view on (the relay's ``/metrics``, the relay's and the mock's processes, the mock's
+   stats, once a second), printing added TTFT p50 and the harness's own CPU (load generator mean
+   + the scraper's threads) both ways: scraping must leave the first within run-to-run noise and
+   may add at most 1 percentage point to the second (``relaybench.run.scrapecompare``).
 
 Targets (printed as met / missed, medians of the runs at 100 streams): the relay's CPU per chunk
 ≤ 1.5× nginx's; added TTFT p50 ≤ 1 ms and p99 ≤ 5 ms; added chunk lag p99 ≤ 2 ms; direct
@@ -42,6 +43,7 @@ from relaybench.run import calibrate
 from relaybench.run.config import LoadConfig, ShapeParams, Target
 from relaybench.run.nginx import Nginx
 from relaybench.run.orchestrator import Orchestrator, RunPlan, environment
+from relaybench.run.scrapecompare import format_effect, format_pair, harness_cpu, scrape_effect
 from relaybench.run.servers import BenchServers, MockSettings
 
 LEVELS = (10, 50, 100, 200)
@@ -75,6 +77,12 @@ def overhead_row(level: int, summary: dict[str, Any]) -> dict[str, Any]:
             "p50": _diff(_get(d["ttft_ms"], "p50"), _get(r["ttft_ms"], "p50")),
             "p50_ci": over.get("added_ttft_ms_p50"),
             "p99": _diff(_get(d["ttft_ms"], "p99"), _get(r["ttft_ms"], "p99")),
+        },
+        "added_first_token_lag_ms": {
+            "p50": _diff(
+                _get(d["first_token_lag_ms"], "p50"), _get(r["first_token_lag_ms"], "p50")
+            ),
+            "p50_ci": over.get("added_first_token_lag_ms_p50"),
         },
         "added_chunk_lag_ms": {
             "p50": _diff(_get(d["chunk_lag_ms"], "p50"), _get(r["chunk_lag_ms"], "p50")),
@@ -148,29 +156,6 @@ def steady_row(level: int, run_dir: Path) -> dict[str, Any]:
             q: _diff(_get(d["ttft_ms"], q), _get(r["ttft_ms"], q)) for q in ("p50", "p99")
         },
         "direct_first_token_lag_ms": {q: _get(d["first_token_lag_ms"], q) for q in ("p50", "p99")},
-    }
-
-
-def harness_cpu(run_dir: Path) -> dict[str, float | None]:
-    """The harness's own CPU in a run, % of one core: the load generator's mean (``loadgen/``)
-    plus the scraper threads' CPU over their wall time (``server/sources.json``)."""
-    from relaybench.scrape.samples import status
-
-    loadgen = [
-        orjson.loads(line)["cpu_pct"]
-        for path in (run_dir / "loadgen").glob("*.jsonl")
-        for line in path.read_bytes().splitlines()
-        if line.strip()
-    ]
-    scraped = status(run_dir)
-    cpu = [s["cpu_s"] for s in scraped.get("sources") or [] if s.get("cpu_s") is not None]
-    wall = scraped.get("wall_s")
-    scraper = 100.0 * sum(cpu) / wall if wall else 0.0
-    mean = sum(loadgen) / len(loadgen) if loadgen else None
-    return {
-        "loadgen_mean_pct": None if mean is None else round(mean, 2),
-        "scraper_pct": round(scraper, 3),
-        "total_pct": None if mean is None else round(mean + scraper, 2),
     }
 
 
@@ -418,30 +403,6 @@ def _format_steady(steady: dict[str, Any] | None) -> str:
     )
 
 
-def _ci(block: dict[str, Any] | None) -> str:
-    return f"[{_f(block['ci_low'])}, {_f(block['ci_high'])}]" if block else "[n/a]"
-
-
-def format_scrape_compare(off: dict[str, Any], on: dict[str, Any]) -> str:
-    """One level, scraping off versus on: added TTFT p50 (95% CI) and the harness's CPU."""
-    a, b = off["added_ttft_ms"]["p50_ci"], on["added_ttft_ms"]["p50_ci"]
-    noise = "n/a"
-    if a and b:
-        overlap = a["ci_low"] <= b["ci_high"] and b["ci_low"] <= a["ci_high"]
-        noise = "within noise" if overlap else "DIFFERENT"
-    ca, cb = off["harness_cpu"], on["harness_cpu"]
-    rise = None
-    if ca["total_pct"] is not None and cb["total_pct"] is not None:
-        rise = round(cb["total_pct"] - ca["total_pct"], 2)
-    return (
-        f"streams {off['streams']:3d}: added TTFT p50 off {_f(off['added_ttft_ms']['p50'])} "
-        f"{_ci(a)} ms, on {_f(on['added_ttft_ms']['p50'])} {_ci(b)} ms ({noise}) | harness CPU "
-        f"off {_f(ca['total_pct'])}% (scraper {ca['scraper_pct']:.2f}), on "
-        f"{_f(cb['total_pct'])}% (scraper {cb['scraper_pct']:.2f}): {_f(rise)} points, "
-        f"<= 1 point: {_verdict(rise, 1.0)}"
-    )
-
-
 def _verdict(value: float | None, limit: float, *, at_least: bool = False) -> str:
     if value is None:
         return "n/a"
@@ -528,10 +489,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\n== results")
     for row in rows:
         print("  " + format_overhead(row))
+    effect = scrape_effect(rows, scraped) if scraped else []
     if scraped:
         print("  scraping off versus on (relay /metrics, relay and mock PIDs, mock stats):")
         for off, on in zip(rows, scraped, strict=False):
-            print("    " + format_scrape_compare(off, on))
+            print(f"    streams {off['streams']:3d} " + format_pair(off, on))
+        for level in effect:
+            for line in format_effect(level):
+                print("    " + line)
     compared = compare_levels(rows)
     print("  the relay against nginx (same run, same mock):")
     for level in compared:
@@ -587,6 +552,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "overhead": rows,
         "versus_nginx": compared,
         "overhead_scraped": scraped,
+        "scrape_effect": effect,
         "capacity_levels": cap_rows,
         "capacity": cap,
         "environment": environment(1),
