@@ -2,8 +2,9 @@
 
 1. Our mock, our relay and nginx (the reference proxy, ``proxy_buffering off``, one worker,
    configured by ``relaybench.run.nginx`` in a temp dir) on loopback; at 10, 50 and 100
-   concurrent streams (and 200 when the load generator stayed healthy at 100), the same seeded
-   load runs ``direct`` (the mock), then ``relay``, then ``nginx``, in one run; each level runs
+   streams in flight (and 200 when the load generator stayed healthy at 100; open loop, requests
+   arriving on a constant schedule, see ``STREAM_S``), the same seeded load runs ``direct`` (the
+   mock), then ``relay``, then ``nginx``, in one run; each level runs
    ``--repeat`` times (3). Added TTFT is a proxy's TTFT minus direct TTFT; added chunk lag is its
    chunk lag minus direct's (client arrival − the mock's emission stamp, so the harness's own
    error cancels out). p50 with the 95% bootstrap interval from ``reports.summary``'s
@@ -52,10 +53,19 @@ REPEAT = 3
 CAPACITY_LEVELS = (250, 500, 1000)
 CAPACITY_ITL_MS = 100.0  # 10 chunks/s per stream: concurrency, not the mock's chunk rate, is tested
 CAPACITY_TOKENS = 30
-# The steady shape starts every user within half a second, so the first round of requests is a
-# synchronized burst no real steady state has. "steady" figures leave out requests sent in the
-# first WARMUP_S seconds (about two request lifetimes at the bench's mock settings).
+# The first seconds are a warm-up: streams in flight ramp up from none over one request lifetime,
+# and every connection (load generator to proxy, proxy to mock) is opened then. "steady" figures
+# leave out requests sent in the first WARMUP_S seconds (about two request lifetimes).
 WARMUP_S = 2.5
+# The ideal upstream: 100 ms to the first token, then 49 gaps of 20 ms. Every request lasts
+# STREAM_S, so closed-loop users would stay in lockstep and arrive in waves of all of them at
+# once (the relay's added TTFT would measure a burst, with as many samples as waves); requests
+# arrive instead on a constant open-loop schedule of ``streams / STREAM_S`` per second, which
+# keeps ``streams`` in flight (Little's law) with one arrival every ``STREAM_S / streams``.
+MOCK = MockSettings(
+    ttft_ms=100, itl_ms=20, output_tokens=50, max_concurrency=0, slowdown_per_stream=0
+)
+STREAM_S = (MOCK.ttft_ms + (MOCK.output_tokens - 1) * MOCK.itl_ms) / 1000.0
 
 
 def _get(stats: dict[str, Any] | None, key: str) -> float | None:
@@ -170,11 +180,7 @@ def run_overhead(
     """One row per run: ``repeat`` runs per level and scrape mode, each measuring direct, relay
     and nginx. The modes alternate run by run on the same servers, so scraping off and on are
     compared on one relay and one mock, not across restarts."""
-    servers = BenchServers(
-        MockSettings(
-            ttft_ms=100, itl_ms=20, output_tokens=50, max_concurrency=0, slowdown_per_stream=0
-        )
-    )
+    servers = BenchServers(MOCK)
     nginx: Nginx | None = None
     rows: list[dict[str, Any]] = []
     try:
@@ -223,7 +229,10 @@ def _one_run(
     load = LoadConfig(
         run_dir=str(run_dir),
         target=targets[0],
-        shape=ShapeParams("steady", users=level, duration_s=duration_s),
+        # the in-flight cap is twice the level, so a slow target queues visibly, not silently
+        shape=ShapeParams(
+            "constant", users=2 * level, duration_s=duration_s, rate=level / STREAM_S
+        ),
         api_key=servers.api_key,
         max_tokens=None,
     )
