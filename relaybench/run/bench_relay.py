@@ -544,7 +544,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             f"  capacity: {cap['streams_per_process']} streams, "
             f"{cap['chunks_per_s_per_process']:.0f} chunks/s per Locust process "
-            f"(chunk lag p99 <= 5 ms up to {cap['precise_up_to_streams']}); "
+            f"({calibrate.precision_text(cap)}); "
             f"target >= 500 streams: {_verdict(cap['streams_per_process'], 500, at_least=True)}"
             + (
                 f" (broke at {cap['broke_at_streams']}: {'; '.join(cap['broke_because'])})"

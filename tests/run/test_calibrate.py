@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from relaybench.run.calibrate import capacity, level_row
+from relaybench.run.calibrate import capacity, level_row, precision_text
 
 
 def write_level(tmp: Path, cpu: list[float], lateness_p99: float) -> Path:
@@ -67,7 +67,10 @@ def test_capacity_is_the_last_level_that_held() -> None:
     assert cap["streams_per_process"] == 100 and cap["chunks_per_s_per_process"] == 4000.0
     assert cap["precise_up_to_streams"] == 10 and cap["imprecise_at"] == {"100": ["lag"]}
     assert cap["broke_at_streams"] == 250 and cap["broke_because"] == rows[2]["broken"]
+    assert precision_text(cap) == "chunk lag p99 <= 5 ms up to 10 streams"
     assert capacity([])["streams_per_process"] == 0
+    imprecise = capacity([{**rows[1], "streams": 250}])
+    assert precision_text(imprecise) == "chunk lag p99 over 5 ms at every level tested"
     # a level where only the mock fell behind still counts as held by the harness
     mock_limited = [{**rows[0], "mock_bound": ["the mock fell behind (lateness p99 30 ms)"]}]
     cap = capacity(mock_limited)
