@@ -40,6 +40,7 @@ import pandas as pd
 from relaybench.errors import UsageError
 
 PRICES = Path(__file__).with_name("prices.toml")
+DEFAULT_INPUT_TOKENS = 500  # prompt tokens per request when neither given nor measured
 SHORT_STEP_E2E = 3.0  # a step shorter than this many mean E2E times never reaches steady state
 
 
@@ -50,7 +51,9 @@ class PlanInput:
     peak_rps: float | None = None
     peak_multiple: float | None = None
     headroom: float = 0.3
-    input_tokens: int = 500
+    input_tokens: int | None = (
+        None  # None: the records' measured prompts, else DEFAULT_INPUT_TOKENS
+    )
     load_factor: float = 0.35
     prices: Path = PRICES
     target: str | None = None
@@ -117,6 +120,7 @@ def plan(
     names: list[str],
     open_loop: bool = False,
     mean_output_tokens: float | None = None,
+    mean_input_tokens: float | None = None,
     axis: tuple[str, str] | None = None,
     servers: dict[str, dict | None] | None = None,
 ) -> dict:
@@ -126,7 +130,8 @@ def plan(
     search along a trace's rate scale); ``steps`` may carry ``meets`` (a verdict decided
     elsewhere, e.g. a search's, with its intervals) instead of the point-estimate rule.
     ``servers`` maps each relay target to its ``summary.json`` ``server`` block (where it has
-    one): the relay's CPU and RSS per replica."""
+    one): the relay's CPU and RSS per replica. ``mean_input_tokens`` is the records' measured
+    prompt size (trace replay and chat record it), used when ``inp.input_tokens`` is None."""
     target = choose_target(names, inp.target)
     load, unit = axis or (("rate", "req/s asked") if open_loop else ("users", "users"))
     out: dict = {
@@ -160,7 +165,7 @@ def plan(
             "No server samples of the relay in this folder, so its CPU and memory per replica "
             "are unknown (relaybench run and search sample the relay they start)."
         )
-    out["cost"] = _cost(out["replicas"], inp, mean_output_tokens)
+    out["cost"] = _cost(out["replicas"], inp, mean_output_tokens, mean_input_tokens)
     return out
 
 
@@ -344,12 +349,23 @@ def _littles_law(rows: pd.DataFrame) -> list[dict] | None:
     return out
 
 
-def _cost(replicas: dict | None, inp: PlanInput, mean_output_tokens: float | None) -> dict | None:
+def _cost(
+    replicas: dict | None,
+    inp: PlanInput,
+    mean_output_tokens: float | None,
+    mean_input_tokens: float | None = None,
+) -> dict | None:
     if not replicas or not mean_output_tokens:
         return None
     prices = load_prices(inp.prices)
+    if inp.input_tokens is not None:
+        input_tokens, source = float(inp.input_tokens), "given"
+    elif mean_input_tokens is not None:
+        input_tokens, source = mean_input_tokens, "measured"
+    else:
+        input_tokens, source = float(DEFAULT_INPUT_TOKENS), "default"
     per_day = replicas["peak_rps"] * inp.load_factor * 86_400
-    input_m = per_day * inp.input_tokens / 1e6
+    input_m = per_day * input_tokens / 1e6
     output_m = per_day * mean_output_tokens / 1e6
     models = []
     for name, p in prices["models"].items():
@@ -367,7 +383,8 @@ def _cost(replicas: dict | None, inp: PlanInput, mean_output_tokens: float | Non
         )
     return {
         "requests_per_day": round(per_day),
-        "input_tokens_per_request": inp.input_tokens,
+        "input_tokens_per_request": round(input_tokens, 1),
+        "input_tokens_source": source,  # given (--input-tokens), measured (records), default
         "output_tokens_per_request": round(mean_output_tokens, 1),
         "load_factor": inp.load_factor,
         "prices_as_of": prices.get("as_of"),

@@ -104,7 +104,7 @@ def compare_main(argv: Sequence[str]) -> int:
 
 
 def plan_main(argv: Sequence[str]) -> int:
-    from reports.capacity import PRICES, PlanInput
+    from reports.capacity import DEFAULT_INPUT_TOKENS, PRICES, PlanInput
 
     parser = Parser(
         prog="relaybench plan",
@@ -128,7 +128,10 @@ def plan_main(argv: Sequence[str]) -> int:
                       "today's (the run's highest 10-second mean req/s)")  # fmt: skip
     parser.add_argument("--headroom", type=share_below_one, default=0.3, help="spare share")
     parser.add_argument(
-        "--input-tokens", type=non_negative_int, default=500, help="prompt tokens/request"
+        "--input-tokens",
+        type=non_negative_int,
+        help="prompt tokens per request for the cost (default: the records' measured prompts "
+        f"when they carry them, as trace replay and chat do, else {DEFAULT_INPUT_TOKENS})",
     )
     parser.add_argument("--load-factor", type=positive_float, default=0.35,
                         help="mean daily traffic as a share of the peak")  # fmt: skip

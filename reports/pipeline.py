@@ -65,6 +65,7 @@ def analyse(run_dir: Path, plan_input: PlanInput | None = None) -> Analysis:
             names=list(summary["targets"]),
             open_loop=bool(folder.frame["intended_ns"].notna().any()),
             mean_output_tokens=_mean_output_tokens(folder),
+            mean_input_tokens=_mean_input_tokens(folder),
             servers={n: summary["targets"][n].get("server") for n in relays},
         )
     return Analysis(folder, summary, series, errors_per_second(folder), steps, capacity)
@@ -84,6 +85,12 @@ def default_plan_input(folder: RunFolder) -> PlanInput:
 def _mean_output_tokens(folder: RunFolder) -> float | None:
     done = ok(folder.frame)
     return float(done["output_tokens"].mean()) if len(done) else None
+
+
+def _mean_input_tokens(folder: RunFolder) -> float | None:
+    """The prompts' mean size, from the records that carry one (trace replay, chat)."""
+    prompts = ok(folder.frame)["prompt_tokens"].dropna()
+    return float(prompts.mean()) if len(prompts) else None
 
 
 def rebuild(run_dir: Path, plan_input: PlanInput | None = None) -> dict:

@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -6,6 +7,7 @@ import pytest
 from relaybench.errors import UsageError
 from reports.capacity import PlanInput, kneedle, load_prices
 from reports.pipeline import analyse
+from reports.tables import cost_sentence
 
 from .conftest import KNEE_USERS
 
@@ -75,3 +77,30 @@ def test_bad_price_table_is_a_usage_error(tmp_path):
 
 def test_plan_json_round_trips(planned):
     json.dumps(planned, allow_nan=False)
+
+
+def test_cost_takes_the_measured_prompt_size_unless_one_is_given(planned, step_run, tmp_path):
+    assert planned["cost"]["input_tokens_per_request"] == 500  # no prompt sizes recorded
+    assert planned["cost"]["input_tokens_source"] == "default"
+    folder = tmp_path / "run"
+    shutil.copytree(step_run, folder)
+    for path in (folder / "records").glob("*.jsonl"):
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        for i, row in enumerate(rows):
+            row["prompt_tokens"] = 1000 + 400 * (i % 2)  # a trace's prompts: 1,000 and 1,400
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    inp = PlanInput(slo_ttft_p95_ms=1000.0, slo_error_rate=0.05, peak_rps=400.0)
+    cost = analyse(folder, inp).plan["cost"]
+    assert cost["input_tokens_source"] == "measured"
+    assert 1150 < cost["input_tokens_per_request"] < 1250
+    gpt = next(m for m in cost["models"] if m["model"] == "GPT-4.1")
+    per_day = (
+        cost["requests_per_day"]
+        * (cost["input_tokens_per_request"] * 2 + cost["output_tokens_per_request"] * 8)
+        / 1e6
+    )
+    assert gpt["direct_per_day"] == pytest.approx(per_day, rel=1e-3)
+    given = analyse(folder, PlanInput(peak_rps=400.0, input_tokens=300)).plan["cost"]
+    assert (given["input_tokens_per_request"], given["input_tokens_source"]) == (300, "given")
+    assert "(--input-tokens)" in cost_sentence({"cost": given})
+    assert "the records' mean prompt" in cost_sentence({"cost": cost})
