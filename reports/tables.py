@@ -407,7 +407,7 @@ def cost_rows(plan: dict) -> Table | None:
 INPUT_SOURCES = {
     "given": "--input-tokens",
     "measured": "the records' mean prompt",
-    "default": "assumed: no prompt size in the records; set --input-tokens",
+    "default": "assumed; set --input-tokens",
 }
 
 
