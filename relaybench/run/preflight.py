@@ -4,8 +4,12 @@ By Little's law an open-loop run at ``rate`` req/s whose requests take ``E2E`` s
 ``rate × E2E`` requests in flight. When that exceeds the cap, arrivals wait for a free user, the
 asked rate is not delivered and the health check flags the run. The expected E2E comes from the
 embedded mock's settings (TTFT + mean answer tokens × ITL, unloaded: a lower bound) or, for
-``--target`` URLs, from one timed request to each target. A warning is printed (stderr) and the
-check is kept in ``run.json`` ``preflight``; the run goes ahead either way.
+``--target`` URLs, from one timed request to each target. A trace's rate varies row by row, so
+against the embedded mock its check sweeps the schedule itself: each arrival in flight from its
+offset for the mock's unloaded E2E of that row's answer, and the peak count against the cap
+(against ``--target`` URLs a trace gets no check: one timed request says nothing of the rows'
+answer lengths there). A warning is printed (stderr) and the check is kept in ``run.json``
+``preflight``; the run goes ahead either way.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import urllib.error
 import urllib.request
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import orjson
 
 from relaybench.run import progress
@@ -85,11 +90,64 @@ def in_flight_check(rate: float, e2e_s: float, cap: int, source: str) -> dict[st
     return out
 
 
+def peak_in_flight(offset_s: np.ndarray, e2e_s: np.ndarray) -> tuple[int, float]:
+    """The most requests in flight at once, and when (seconds from the start), when each one
+    starts at its offset and lasts its E2E."""
+    if not len(offset_s):
+        return 0, 0.0
+    order = np.argsort(offset_s, kind="stable")
+    starts = offset_s[order]
+    ends = np.sort(starts + e2e_s[order])
+    # just after the i-th start: i + 1 started, minus those already ended
+    counts = np.arange(1, len(starts) + 1) - np.searchsorted(ends, starts, side="right")
+    i = int(np.argmax(counts))
+    return int(counts[i]), float(starts[i])
+
+
+def trace_check(plan: RunPlan) -> dict[str, Any]:
+    """The trace schedule against the in-flight cap, with the embedded mock's E2E per row."""
+    shape, mock = plan.load.shape, plan.mock
+    schedule = plan.load.traffic.schedule(plan.load.seed)
+    e2e = (mock.ttft_ms + schedule.output_tokens.astype(float) * mock.itl_ms) / 1e3
+    need, at = peak_in_flight(schedule.offset_s, e2e)
+    source = "the trace's arrivals, each for the embedded mock's TTFT + its tokens × ITL, unloaded"
+    out = {
+        "expected_peak_in_flight": need,
+        "peak_at_s": round(at, 1),
+        "in_flight_cap": shape.users,
+        "source": source,
+        "over_cap": need > shape.users,
+    }
+    if need > shape.users:
+        out["warning"] = (
+            f"the trace keeps about {need} requests in flight at its busiest (at {at:.0f} s; "
+            f"{source}), more than the in-flight cap --users {shape.users}: arrivals will wait "
+            f"for a free user, the trace's rate will not be delivered and the health check will "
+            f"flag it. Use --users {math.ceil(need * HEADROOM)}, or a lower --rate-scale or "
+            f"--speedup."
+        )
+    return out
+
+
 def check(plan: RunPlan) -> list[dict[str, Any]]:
     """Run the pre-flight checks, print their warnings, keep them on ``plan.preflight``."""
     shape = plan.load.shape
-    if not shape.open_loop or shape.rate is None:
-        return []  # closed loop, or a trace (its rate varies row by row)
+    if shape.scenario == "trace" and not plan.targets:
+        checks = [trace_check(plan)]
+    elif not shape.open_loop or shape.rate is None:
+        return []  # closed loop, or a trace against --target URLs
+    else:
+        checks = _rate_checks(plan)
+    for c in checks:
+        if "warning" in c:
+            progress.warn(c["warning"])
+    plan.preflight = checks
+    return checks
+
+
+def _rate_checks(plan: RunPlan) -> list[dict[str, Any]]:
+    shape = plan.load.shape
+    assert shape.rate is not None
     checks = []
     if not plan.targets:
         source = "the embedded mock's TTFT + mean tokens × ITL, unloaded"
@@ -104,8 +162,4 @@ def check(plan: RunPlan) -> list[dict[str, Any]]:
             continue
         result = in_flight_check(shape.rate, e2e, shape.users, f"one request to {target.name}")
         checks.append({"target": target.name, **result})
-    for c in checks:
-        if "warning" in c:
-            progress.warn(c["warning"])
-    plan.preflight = checks
     return checks

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from relaybench.run import preflight
 from relaybench.run.cli import parse
 from tests.newcomer.conftest import load, run
@@ -44,3 +46,34 @@ def test_no_warning_within_the_cap_or_in_closed_loop(tmp_path: Path, capsys) -> 
     assert preflight.check(plan)[0]["over_cap"] is False
     assert "warning" not in capsys.readouterr().err
     assert preflight.check(parse(["--users", "1", "--out", str(tmp_path / "c")])) == []
+
+
+def test_peak_in_flight_sweeps_starts_against_ends() -> None:
+    offsets = np.array([1.0, 0.0, 0.5, 3.0])
+    e2e = np.array([2.0, 2.0, 2.0, 1.0])  # 0-2, 0.5-2.5, 1-3 overlap; 3-4 starts as 1-3 ends
+    assert preflight.peak_in_flight(offsets, e2e) == (3, 1.0)
+    assert preflight.peak_in_flight(np.array([]), np.array([])) == (0, 0.0)
+
+
+def test_a_trace_is_checked_on_its_own_schedule(tmp_path: Path, capsys) -> None:
+    rows = "t_s,input_tokens,output_tokens\n" + "".join(
+        f"{t / 10:g},100,{40 if t < 20 else 4}\n" for t in range(40)
+    )
+    path = tmp_path / "burst.csv"
+    path.write_text(rows)
+    # the embedded mock's default 500 ms + tokens × 25 ms: 1.5 s answers for the first 2 s of
+    # arrivals (10/s, so 15 at once), then 0.6 s answers
+    plan = parse(["--scenario", "trace", "--trace", str(path), "--users", "10",
+                  "--out", str(tmp_path / "a")])  # fmt: skip
+    (check,) = preflight.check(plan)
+    assert check["expected_peak_in_flight"] == 15 and check["over_cap"] is True
+    assert check["in_flight_cap"] == 10 and plan.preflight == [check]
+    warning = capsys.readouterr().err
+    assert "the trace keeps about 15 requests in flight" in warning and "--users 23" in warning
+    plan = parse(["--scenario", "trace", "--trace", str(path), "--users", "15",
+                  "--out", str(tmp_path / "b")])  # fmt: skip
+    assert preflight.check(plan)[0]["over_cap"] is False
+    assert "warning" not in capsys.readouterr().err
+    remote = parse(["--scenario", "trace", "--trace", str(path), "--target",
+                    "x=http://127.0.0.1:9", "--out", str(tmp_path / "c")])  # fmt: skip
+    assert preflight.check(remote) == []
