@@ -101,6 +101,7 @@ class Relay:
         )
         self.slots = StreamSlots(self.metrics)
         self.upstream = Upstream(config, self.metrics)
+        self.metrics.start()  # several workers: the shared live gauges (needs the running loop)
         self.exchanges: set[Exchange] = set()
         self.draining = False
         self.forward_prefixes = tuple(p.lower().encode() for p in config.forward_header_prefixes)
@@ -119,6 +120,7 @@ class Relay:
             exchange.interrupt(ex.SHUTDOWN)
 
     async def close(self) -> None:
+        self.metrics.stop()
         await self.upstream.close()
         await self.limiter.close()
 

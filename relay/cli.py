@@ -6,18 +6,21 @@ finish, then ends the rest with the SSE error line; exit 0.
 
 ``--workers N`` runs N processes on one port (SO_REUSEPORT), copies of this command started by
 ``relaybench.serve``; the kernel spreads connections over them. Use ``--redis-url`` with several
-workers so they share rate limits; metrics and the concurrent-streams cap stay per process.
+workers so they share rate limits; the concurrent-streams cap stays per process. Their metrics
+are shared (``relay.metrics``): this process makes the directory before anything imports
+``prometheus_client``, the workers inherit it, and it is removed when the relay stops.
 """
 
 from __future__ import annotations
 
 import gc
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 
-from relay.app import Relay, build_app, load_keys
-from relay.config import parse_config
+from relay.config import METRICS_DIR_ENV, RelayConfig, parse_config
 from relay.logs import setup_logging
 from relaybench import guard
 from relaybench.serve import ServeOptions, Service, serve
@@ -27,6 +30,19 @@ def main(argv: Sequence[str]) -> int:
     argv = list(argv)
     config = parse_config(argv, os.environ)
     setup_logging(config.log_level)
+    made = None
+    if config.workers > 1 and METRICS_DIR_ENV not in os.environ:
+        made = os.environ[METRICS_DIR_ENV] = tempfile.mkdtemp(prefix="relay-metrics-")
+    try:
+        return _run(argv, config)
+    finally:
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
+
+
+def _run(argv: list[str], config: RelayConfig) -> int:
+    from relay.app import Relay, build_app, load_keys  # imports prometheus_client
+
     load_keys(config)  # refuse a configuration that cannot work before binding anything
 
     def service() -> Service:  # built inside the event loop

@@ -26,6 +26,9 @@ from relaybench.cliargs import (
 from relaybench.errors import UsageError
 from relaybench.guard import connection_cap
 
+# prometheus_client reads it at import: several workers share their metrics there (relay.metrics)
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
 
 @dataclass(frozen=True)
 class RelayConfig:

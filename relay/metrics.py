@@ -6,13 +6,21 @@ request, and the two values that change all the time (active streams, the upstre
 and idle connections) are read only when ``/metrics`` is scraped. ``ProcessCollector`` adds the
 process's CPU seconds, resident memory, open fds and start time.
 
-Metrics are per process. With ``--workers N`` each worker keeps and serves its own: behind
-``SO_REUSEPORT`` a scrape reaches one worker (its ``/health`` says which ``pid``), so scrape
-each process, or sum over workers what a run needs.
+With ``--workers N`` the workers share their metrics through ``prometheus_client``'s
+multiprocess mode: the first process makes a directory and names it in
+``PROMETHEUS_MULTIPROC_DIR`` before ``prometheus_client`` is imported anywhere (the library picks
+its value class at import), the workers inherit it, every worker writes its counters, histogram
+and gauges there, and whichever worker a scrape reaches answers for all of them (counters and
+the histogram summed, the live gauges summed over living workers). The two live gauges are then
+copied from each worker's state every ``LIVE_REFRESH_S`` and before each answer, as
+``set_function`` has no multiprocess form. ``ProcessCollector`` would describe only the worker
+that answers, so it is left out there: sample the process tree by PID instead.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
 from collections.abc import Callable, Iterator
 
 from prometheus_client import (
@@ -22,11 +30,17 @@ from prometheus_client import (
     Histogram,
     ProcessCollector,
     generate_latest,
+    multiprocess,
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from relay.config import METRICS_DIR_ENV
+
 __all__ = ["CONTENT_TYPE", "Metrics"]
+
+LIVE_REFRESH_S = 0.5
+POOL_STATES = ("total", "idle", "busy")
 
 # What ``generate_latest`` writes (without an escaping argument): the classic text format,
 # which every Prometheus version reads. (The library's CONTENT_TYPE_LATEST names 1.0.0.)
@@ -55,17 +69,39 @@ class _PoolCollector(Collector):
 
 class Metrics:
     def __init__(self) -> None:
-        self.registry = registry = CollectorRegistry()
+        self.registry = CollectorRegistry()
+        # several workers: metrics go to the shared directory, not into the answering registry
+        self.shared_dir = os.environ.get(METRICS_DIR_ENV)
+        registry = None if self.shared_dir else self.registry
         self.active_streams = 0  # requests being relayed now (also in /health)
         self.pool_state: Callable[[], dict[str, int]] = dict  # the upstream sets it
+        self._refresher: asyncio.TimerHandle | None = None
         self.requests = Counter(
             "relay_requests",
             "Finished requests by route and status (499: the client left first).",
             ["route", "status"],
             registry=registry,
         )
-        active = Gauge("relay_active_streams", "Requests being relayed now.", registry=registry)
-        active.set_function(lambda: self.active_streams)
+        self._live: tuple[Gauge, Gauge] | None = None
+        if self.shared_dir:
+            self._live = (
+                Gauge(
+                    "relay_active_streams",
+                    "Requests being relayed now.",
+                    multiprocess_mode="livesum",
+                    registry=None,
+                ),
+                Gauge(
+                    "relay_upstream_pool_connections",
+                    "Upstream pool connections by state.",
+                    ["state"],
+                    multiprocess_mode="livesum",
+                    registry=None,
+                ),
+            )
+        else:
+            active = Gauge("relay_active_streams", "Requests being relayed now.", registry=registry)
+            active.set_function(lambda: self.active_streams)
         self.ttfb = Histogram(
             "relay_upstream_first_byte_seconds",
             "Time from sending a request upstream to its first response body byte.",
@@ -95,8 +131,35 @@ class Metrics:
             ["principal", "kind"],
             registry=registry,
         )
-        registry.register(_PoolCollector(self))
-        ProcessCollector(registry=registry)
+        if self.shared_dir:
+            multiprocess.MultiProcessCollector(self.registry, path=self.shared_dir)
+        else:
+            self.registry.register(_PoolCollector(self))
+            ProcessCollector(registry=self.registry)
+
+    def start(self) -> None:
+        """In the running loop: keep the shared live gauges current (several workers only)."""
+        if self._live is not None and self._refresher is None:
+            self._refresh_live()
+
+    def stop(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            self._refresher = None
+
+    def _refresh_live(self) -> None:
+        self._copy_live()
+        loop = asyncio.get_running_loop()
+        self._refresher = loop.call_later(LIVE_REFRESH_S, self._refresh_live)
+
+    def _copy_live(self) -> None:
+        if self._live is None:
+            return
+        active, pool = self._live
+        active.set(self.active_streams)
+        state = self.pool_state()
+        for name in POOL_STATES:
+            pool.labels(name).set(state.get(name, 0))
 
     def observe_ttfb(self, seconds: float) -> None:
         self.ttfb.observe(seconds)
@@ -110,4 +173,5 @@ class Metrics:
                 self.tokens.labels(principal_id, kind.removesuffix("_tokens")).inc(value)
 
     def render(self) -> bytes:
+        self._copy_live()  # this worker's share is current; the others' at most LIVE_REFRESH_S old
         return generate_latest(self.registry)

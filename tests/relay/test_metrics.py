@@ -3,6 +3,11 @@ requests, the pool and stream gauges follow a held stream, and process metrics a
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -101,3 +106,64 @@ def test_each_relay_has_its_own_registry():
     assert not any(name == "relay_tokens_total" and "prompt" in str(lab) for name, lab in parsed)
     families = {f.name: f for f in text_string_to_metric_families(second.render().decode())}
     assert families["relay_requests"].samples == []  # the first relay's count is not here
+
+
+def test_workers_answer_for_all_of_them(relay, kit):
+    """With --workers 2 a scrape reaches either worker (SO_REUSEPORT, a new connection each
+    time); every answer counts the requests of both, and the live gauges add up."""
+    server = relay("--workers", "2", "--auth", "off", env={"RELAY_ANON_PLAN": "unlimited"})
+    ok = ("relay_requests_total", frozenset({"route": CHAT, "status": "200"}.items()))
+    count = ("relay_upstream_first_byte_seconds_count", frozenset())
+    active = ("relay_active_streams", frozenset())
+    served_by = set()
+    for _ in range(12):  # one connection each: the kernel spreads them over both workers
+        with httpx.Client() as client:
+            response = client.post(server.url + CHAT, content=kit.chat())
+            assert kit.sse_data(response.content)[-1] == "[DONE]"
+            served_by.add(client.get(server.url + "/health").json()["pid"])
+    assert len(served_by) == 2  # both workers served requests
+    answers = []
+    for _ in range(10):
+        with httpx.Client() as client:
+            answers.append((client.get(server.url + "/health").json()["pid"], kit.metrics(server)))
+    assert {s[ok] for _, s in answers} == {12} and {s[count] for _, s in answers} == {12}
+    # held streams, one per worker at least: every answer counts them all (within the refresh)
+    slow = {"X-Mock-ITL-Ms": "200", "X-Mock-Output-Tokens": "10"}
+    clients = [httpx.Client() for _ in range(4)]
+    streams = [
+        c.stream("POST", server.url + CHAT, content=kit.chat(), headers=slow) for c in clients
+    ]
+    try:
+        for s in streams:
+            assert s.__enter__().status_code == 200
+        time.sleep(0.8)  # past LIVE_REFRESH_S: every worker has copied its count
+        assert {kit.metrics(server)[active] for _ in range(6)} == {4}
+    finally:
+        for s, c in zip(streams, clients, strict=True):
+            s.__exit__(None, None, None)
+            c.close()
+    families = {
+        f.name for f in text_string_to_metric_families(httpx.get(server.url + "/metrics").text)
+    }
+    assert "process_cpu_seconds" not in families  # one worker's would pose as the relay's
+
+
+def test_the_shared_metrics_directory_is_made_and_removed(relay, tmp_path):
+    import glob
+    import tempfile
+
+    pattern = str(Path(tempfile.gettempdir()) / "relay-metrics-*")
+    before = set(glob.glob(pattern))
+    server = relay("--workers", "2", "--auth", "off", env={"RELAY_ANON_PLAN": "unlimited"})
+    made = set(glob.glob(pattern)) - before
+    assert len(made) == 1 and any(Path(next(iter(made))).glob("*.db"))
+    server.stop()
+    assert not (set(glob.glob(pattern)) - before)
+
+
+def test_the_relay_command_imports_prometheus_client_only_after_choosing_its_mode():
+    """prometheus_client fixes single- or multi-process values at import: relay.cli must not
+    import it (directly or through another module) before main() has set the directory."""
+    code = "import sys, relay.cli; print('prometheus_client' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
