@@ -3,13 +3,13 @@
 By Little's law an open-loop run at ``rate`` req/s whose requests take ``E2E`` seconds keeps
 ``rate × E2E`` requests in flight. When that exceeds the cap, arrivals wait for a free user, the
 asked rate is not delivered and the health check flags the run. The expected E2E comes from the
-embedded mock's settings (TTFT + mean answer tokens × ITL, unloaded: a lower bound) or, for
-``--target`` URLs, from one timed request to each target. A trace's rate varies row by row, so
-against the embedded mock its check sweeps the schedule itself: each arrival in flight from its
-offset for the mock's unloaded E2E of that row's answer, and the peak count against the cap
-(against ``--target`` URLs a trace gets no check: one timed request says nothing of the rows'
-answer lengths there). A warning is printed (stderr) and the check is kept in ``run.json``
-``preflight``; the run goes ahead either way.
+embedded mock's settings (TTFT, then ITL before each token after the first, unloaded: a lower
+bound) or, for ``--target`` URLs, from one timed request to each target. A trace's rate varies
+row by row, so against the embedded mock its check sweeps the schedule itself (the arrivals that
+``--duration`` sends): each is in flight from its offset for the mock's unloaded E2E of that
+row's answer, and the peak count is set against the cap. Against ``--target`` URLs a trace gets
+no check: one timed request says nothing of the rows' answer lengths there. A warning is printed
+(stderr) and the check is kept in ``run.json`` ``preflight``; the run goes ahead either way.
 """
 
 from __future__ import annotations
@@ -38,9 +38,15 @@ def mean_tokens(plan: RunPlan) -> float:
     return (rng[0] + rng[1]) / 2 if rng else float(plan.mock.output_tokens)
 
 
+def answer_s(plan: RunPlan, tokens: float | np.ndarray) -> float | np.ndarray:
+    """The embedded mock's unloaded E2E of an answer: TTFT, then a gap of ITL before each token
+    after the first."""
+    return (plan.mock.ttft_ms + np.maximum(tokens - 1, 0) * plan.mock.itl_ms) / 1e3
+
+
 def embedded_e2e_s(plan: RunPlan) -> float:
-    """The embedded mock's unloaded E2E: TTFT, then one token per ITL."""
-    return (plan.mock.ttft_ms + mean_tokens(plan) * plan.mock.itl_ms) / 1e3
+    """The embedded mock's unloaded E2E of a mean answer."""
+    return float(answer_s(plan, mean_tokens(plan)))
 
 
 def probe_e2e_s(plan: RunPlan, target: Target, stream: bool) -> float:
@@ -106,11 +112,12 @@ def peak_in_flight(offset_s: np.ndarray, e2e_s: np.ndarray) -> tuple[int, float]
 
 def trace_check(plan: RunPlan) -> dict[str, Any]:
     """The trace schedule against the in-flight cap, with the embedded mock's E2E per row."""
-    shape, mock = plan.load.shape, plan.mock
+    shape = plan.load.shape
     schedule = plan.load.traffic.schedule(plan.load.seed)
-    e2e = (mock.ttft_ms + schedule.output_tokens.astype(float) * mock.itl_ms) / 1e3
-    need, at = peak_in_flight(schedule.offset_s, e2e)
-    source = "the trace's arrivals, each for the embedded mock's TTFT + its tokens × ITL, unloaded"
+    sent = schedule.offset_s < shape.duration_s  # a shorter --duration sends only these
+    e2e = answer_s(plan, schedule.output_tokens[sent].astype(float))
+    need, at = peak_in_flight(schedule.offset_s[sent], np.asarray(e2e))
+    source = "the trace's arrivals, each for the embedded mock's unloaded E2E of its answer"
     out = {
         "expected_peak_in_flight": need,
         "peak_at_s": round(at, 1),

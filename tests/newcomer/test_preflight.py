@@ -37,10 +37,10 @@ def test_rate_beyond_the_cap_is_warned_and_named_in_health(start_server, tmp_pat
 
 
 def test_no_warning_within_the_cap_or_in_closed_loop(tmp_path: Path, capsys) -> None:
-    # the embedded mock's defaults: 500 ms + 150 tokens × 25 ms = 4.25 s per answer
     plan = parse(["--scenario", "poisson", "--out", str(tmp_path / "a")])
     (check,) = preflight.check(plan)
-    assert check["expected_e2e_s"] == 4.25 and check["expected_in_flight"] == 21.2
+    # the embedded mock's defaults: 500 ms, then 149 gaps of 25 ms = 4.225 s per answer
+    assert check["expected_e2e_s"] == 4.225 and check["expected_in_flight"] == 21.1
     assert "Use --users 32" in capsys.readouterr().err
     plan = parse(["--scenario", "poisson", "--users", "40", "--out", str(tmp_path / "b")])
     assert preflight.check(plan)[0]["over_cap"] is False
@@ -52,6 +52,8 @@ def test_peak_in_flight_sweeps_starts_against_ends() -> None:
     offsets = np.array([1.0, 0.0, 0.5, 3.0])
     e2e = np.array([2.0, 2.0, 2.0, 1.0])  # 0-2, 0.5-2.5, 1-3 overlap; 3-4 starts as 1-3 ends
     assert preflight.peak_in_flight(offsets, e2e) == (3, 1.0)
+    # half-open intervals: one ending exactly as the next starts is no longer in flight
+    assert preflight.peak_in_flight(np.array([0.0, 1.0]), np.array([1.0, 1.0])) == (1, 0.0)
     assert preflight.peak_in_flight(np.array([]), np.array([])) == (0, 0.0)
 
 
@@ -61,8 +63,8 @@ def test_a_trace_is_checked_on_its_own_schedule(tmp_path: Path, capsys) -> None:
     )
     path = tmp_path / "burst.csv"
     path.write_text(rows)
-    # the embedded mock's default 500 ms + tokens × 25 ms: 1.5 s answers for the first 2 s of
-    # arrivals (10/s, so 15 at once), then 0.6 s answers
+    # the embedded mock's default 500 ms, then 25 ms before each later token: 1.475 s answers
+    # for the first 2 s of arrivals (10/s, so 15 at once), then 0.575 s answers
     plan = parse(["--scenario", "trace", "--trace", str(path), "--users", "10",
                   "--out", str(tmp_path / "a")])  # fmt: skip
     (check,) = preflight.check(plan)
@@ -74,6 +76,10 @@ def test_a_trace_is_checked_on_its_own_schedule(tmp_path: Path, capsys) -> None:
                   "--out", str(tmp_path / "b")])  # fmt: skip
     assert preflight.check(plan)[0]["over_cap"] is False
     assert "warning" not in capsys.readouterr().err
+    # a --duration that ends before the busy part: only the arrivals it sends count
+    short = parse(["--scenario", "trace", "--trace", str(path), "--users", "10",
+                   "--duration", "0.45", "--out", str(tmp_path / "d")])  # fmt: skip
+    assert preflight.check(short)[0]["expected_peak_in_flight"] == 5
     remote = parse(["--scenario", "trace", "--trace", str(path), "--target",
                     "x=http://127.0.0.1:9", "--out", str(tmp_path / "c")])  # fmt: skip
     assert preflight.check(remote) == []
