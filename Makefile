@@ -9,7 +9,7 @@ USERS ?= 50
 SCENARIO ?= peak
 BENCH_ARGS ?=
 SEARCH_ARGS ?=
-# e.g. BENCH_RELAY_ARGS=--scrape-compare: every level again with scraping on, both printed
+# e.g. BENCH_RELAY_ARGS=--scrape-compare: every run again with scraping on, in turn; both printed
 BENCH_RELAY_ARGS ?=
 BENCH_TRACE_ARGS ?=
 

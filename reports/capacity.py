@@ -51,9 +51,8 @@ class PlanInput:
     peak_rps: float | None = None
     peak_multiple: float | None = None
     headroom: float = 0.3
-    input_tokens: int | None = (
-        None  # None: the records' measured prompts, else DEFAULT_INPUT_TOKENS
-    )
+    # prompt tokens per request; None: the records' measured prompts, else DEFAULT_INPUT_TOKENS
+    input_tokens: int | None = None
     load_factor: float = 0.35
     prices: Path = PRICES
     target: str | None = None
@@ -358,12 +357,13 @@ def _cost(
     if not replicas or not mean_output_tokens:
         return None
     prices = load_prices(inp.prices)
+    input_tokens: float
     if inp.input_tokens is not None:
-        input_tokens, source = float(inp.input_tokens), "given"
+        input_tokens, source = inp.input_tokens, "given"
     elif mean_input_tokens is not None:
-        input_tokens, source = mean_input_tokens, "measured"
+        input_tokens, source = round(mean_input_tokens, 1), "measured"
     else:
-        input_tokens, source = float(DEFAULT_INPUT_TOKENS), "default"
+        input_tokens, source = DEFAULT_INPUT_TOKENS, "default"
     per_day = replicas["peak_rps"] * inp.load_factor * 86_400
     input_m = per_day * input_tokens / 1e6
     output_m = per_day * mean_output_tokens / 1e6
@@ -383,7 +383,7 @@ def _cost(
         )
     return {
         "requests_per_day": round(per_day),
-        "input_tokens_per_request": round(input_tokens, 1),
+        "input_tokens_per_request": input_tokens,
         "input_tokens_source": source,  # given (--input-tokens), measured (records), default
         "output_tokens_per_request": round(mean_output_tokens, 1),
         "load_factor": inp.load_factor,

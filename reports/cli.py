@@ -130,8 +130,9 @@ def plan_main(argv: Sequence[str]) -> int:
     parser.add_argument(
         "--input-tokens",
         type=non_negative_int,
-        help="prompt tokens per request for the cost (default: the records' measured prompts "
-        f"when they carry them, as trace replay and chat do, else {DEFAULT_INPUT_TOKENS})",
+        help="prompt tokens per request for the cost (default: a run folder's measured prompts "
+        f"when its records carry them, as trace replay and chat do, else {DEFAULT_INPUT_TOKENS}; "
+        f"a search folder: {DEFAULT_INPUT_TOKENS})",
     )
     parser.add_argument("--load-factor", type=positive_float, default=0.35,
                         help="mean daily traffic as a share of the peak")  # fmt: skip

@@ -411,14 +411,19 @@ INPUT_SOURCES = {
 }
 
 
+def _source(key: str | None) -> str:
+    """Where the prompt size came from, as a parenthesis (none for a plan older than the key)."""
+    return f" ({INPUT_SOURCES[key]})" if key in INPUT_SOURCES else ""
+
+
 def cost_sentence(plan: dict) -> str | None:
     cost = plan.get("cost")
     if not cost:
         return None
     return (
         f"Cost at {fmt(cost['requests_per_day'])} requests/day (peak × load factor "
-        f"{cost['load_factor']:g} × 86,400 s), {fmt(cost['input_tokens_per_request'], 1)} input "
-        f"({INPUT_SOURCES.get(cost.get('input_tokens_source'), 'given')}) and "
+        f"{cost['load_factor']:g} × 86,400 s), {fmt(cost['input_tokens_per_request'], 1)} input"
+        f"{_source(cost.get('input_tokens_source'))} and "
         f"{fmt(cost['output_tokens_per_request'], 1)} output tokens per request, prices as of "
         f"{cost['prices_as_of']} from the editable `{cost['prices_file']}`. Token cost only: "
         "the *example relay* columns are an example reseller price list shipped with the file, "

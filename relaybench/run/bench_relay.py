@@ -44,7 +44,14 @@ from relaybench.run import calibrate
 from relaybench.run.config import LoadConfig, ShapeParams, Target
 from relaybench.run.nginx import Nginx
 from relaybench.run.orchestrator import Orchestrator, RunPlan, environment
-from relaybench.run.scrapecompare import format_effect, format_pair, harness_cpu, scrape_effect
+from relaybench.run.scrapecompare import (
+    format_effect,
+    format_pair,
+    harness_cpu,
+    pairs,
+    scrape_effect,
+    value_at,
+)
 from relaybench.run.servers import BenchServers, MockSettings
 
 LEVELS = (10, 50, 100, 200)
@@ -200,7 +207,8 @@ def run_overhead(
                 break
             previous = []
             for rep in range(1, repeat + 1):
-                for scrape in scrape_modes:
+                # off then on, then on then off: a drift inside a pair alternates sides
+                for scrape in scrape_modes if rep % 2 else tuple(reversed(scrape_modes)):
                     row = _one_run(servers, nginx, targets, level, rep, duration_s, work, scrape)
                     if row is None:
                         return rows
@@ -289,13 +297,6 @@ COMPARED = (
 )
 
 
-def _at(row: dict[str, Any], path: Sequence[str]) -> float | None:
-    value: Any = row
-    for key in path:
-        value = value.get(key) if isinstance(value, dict) else None
-    return value
-
-
 def spread(values: Sequence[float | None]) -> dict[str, float | int] | None:
     """Median and min–max of the runs' values (runs without a value are left out)."""
     kept = np.array([v for v in values if v is not None], dtype=float)
@@ -323,8 +324,8 @@ def compare_levels(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         runs = [r for r in rows if r["streams"] == level]
         figures = {}
         for label, unit, relay_path, nginx_path in COMPARED:
-            relay = spread([_at(r, relay_path) for r in runs])
-            nginx = spread([_at(r, nginx_path) for r in runs])
+            relay = spread([value_at(r, relay_path) for r in runs])
+            nginx = spread([value_at(r, nginx_path) for r in runs])
             figures[label] = {
                 "unit": unit,
                 "relay": relay,
@@ -454,14 +455,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--levels",
         type=_levels,
         default=LEVELS,
-        help="concurrent streams, comma-separated (default 10,50,100,200; above 100 only when "
+        help="streams in flight, comma-separated (default 10,50,100,200; above 100 only when "
         "the load generator stayed healthy)",
     )
     p.add_argument("--repeat", type=_positive, default=REPEAT, help="runs per level (median)")
     p.add_argument(
         "--scrape-compare",
         action="store_true",
-        help="also run every level with the server view on; print both ways",
+        help="also make every run once more with the server view on, in turn on the same "
+        "servers; print both ways and whether scraping moved them",
     )
     args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -501,7 +503,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     effect = scrape_effect(rows, scraped) if scraped else []
     if scraped:
         print("  scraping off versus on (relay /metrics, relay and mock PIDs, mock stats):")
-        for off, on in zip(rows, scraped, strict=False):
+        for off, on in pairs(rows, scraped):
             print(f"    streams {off['streams']:3d} " + format_pair(off, on))
         for level in effect:
             for line in format_effect(level):
@@ -521,7 +523,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not at100:
             break
         med = {
-            path: _median([_at(pick(r), path) for r in at100])
+            path: _median([value_at(pick(r), path) for r in at100])
             for path in (
                 ("added_ttft_ms", "p50"),
                 ("added_ttft_ms", "p99"),

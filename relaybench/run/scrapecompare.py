@@ -1,13 +1,15 @@
 """Does the server view disturb the measurement? ``bench_relay --scrape-compare``'s verdict.
 
-Each run of the relay bench is made twice in turn on the same servers, scraping off then on.
-Within one run the bootstrap interval of the relay's added TTFT p50 is a few tenths of a
-millisecond, but from run to run the figure moves by a millisecond or two with nothing changed
-(the direct baseline and the relay are measured seconds apart, and this machine's timing drifts
-between them). So "within noise" is judged across runs: the per-run p50s with scraping on against
-those with it off, Welch's t interval (``scipy.stats.ttest_ind``) on the difference of their means;
-within noise when the 95% interval contains 0. It takes two runs each way; with one, the runs'
-own bootstrap intervals are compared instead (they overlap or not).
+Each run of the relay bench is made twice in turn on the same servers, scraping off and on, the
+order alternating from pair to pair (off first, then on first), so a drift within a pair does not
+always count against the same side. Within one run the bootstrap interval of the relay's added
+TTFT p50 is a few tenths of a millisecond, but from run to run the figure moves by more than
+that with nothing changed (the direct baseline and the relay are measured seconds apart, and this
+machine's timing drifts between them). So "within noise" is judged across the pairs: the paired
+t interval (``scipy.stats.ttest_rel``) of on minus off; within noise when the 95% interval
+contains 0, and its upper end is the largest rise the pairs leave possible. It takes two pairs
+whose differences are not all the same; otherwise each pair's own bootstrap intervals are
+compared instead (they overlap or not).
 
 The same is done for the relay's added first-token lag (client arrival minus the mock's emission
 stamp, relay minus direct): it leaves out the mock's own timing, so it shows a disturbance of the
@@ -17,6 +19,7 @@ points of one core); the target is a median rise of at most 1 point.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -60,7 +63,8 @@ def harness_cpu(run_dir: Path) -> dict[str, float | None]:
     }
 
 
-def _at(row: dict[str, Any], path: Sequence[str]) -> Any:
+def value_at(row: dict[str, Any], path: Sequence[str]) -> Any:
+    """``row[path[0]][path[1]]...``, or None where a step is missing."""
     value: Any = row
     for key in path:
         value = value.get(key) if isinstance(value, dict) else None
@@ -77,61 +81,81 @@ def _r(x: float) -> float:
     return round(float(x), 3)
 
 
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def pairs(
+    off_rows: Sequence[dict[str, Any]], on_rows: Sequence[dict[str, Any]]
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Off and on rows of the same level and run (``rep``), in run order."""
+    on = {(r["streams"], r.get("rep", 1)): r for r in on_rows}
+    out = []
+    for a in off_rows:
+        b = on.get((a["streams"], a.get("rep", 1)))
+        if b is not None:
+            out.append((a, b))
+    return out
+
+
 def metric_effect(
-    off_rows: Sequence[dict[str, Any]],
-    on_rows: Sequence[dict[str, Any]],
+    matched: Sequence[tuple[dict[str, Any], dict[str, Any]]],
     value: Sequence[str],
     interval: Sequence[str],
 ) -> dict[str, Any] | None:
-    """One figure both ways: the runs' values, their medians, and the verdict (see the module
-    docstring). None when a side has no value."""
-    off = [v for v in (_at(r, value) for r in off_rows) if v is not None]
-    on = [v for v in (_at(r, value) for r in on_rows) if v is not None]
-    if not off or not on:
+    """One figure both ways over the pairs where both runs have it: the runs' values, their
+    medians and the verdict (see the module docstring). None when no pair has it."""
+    kept = [
+        (a, b) for a, b in matched if _finite(value_at(a, value)) and _finite(value_at(b, value))
+    ]
+    if not kept:
         return None
+    off = np.array([value_at(a, value) for a, _ in kept], dtype=float)
+    on = np.array([value_at(b, value) for _, b in kept], dtype=float)
+    diff = on - off
     out: dict[str, Any] = {
+        "pairs": len(kept),
         "off": [_r(v) for v in off],
         "on": [_r(v) for v in on],
         "off_median": _r(np.median(off)),
         "on_median": _r(np.median(on)),
-        "difference": _r(np.mean(on) - np.mean(off)),
+        "difference": _r(np.mean(diff)),
     }
-    if len(off) >= 2 and len(on) >= 2 and (np.ptp(off) > 0 or np.ptp(on) > 0):
-        test = st.ttest_ind(on, off, equal_var=False)
+    if len(kept) >= 2 and np.ptp(diff) > 0:
+        test = st.ttest_rel(on, off)
         ci = test.confidence_interval(0.95)
         out.update(
-            test="welch",
+            test="paired-t",
             ci_low=_r(ci.low),
             ci_high=_r(ci.high),
             p_value=_r(test.pvalue),
             within_noise=bool(ci.low <= 0.0 <= ci.high),
         )
         return out
-    overlaps = [
-        _overlap(_at(a, interval), _at(b, interval))
-        for a, b in zip(off_rows, on_rows, strict=False)
-    ]
+    overlaps = [_overlap(value_at(a, interval), value_at(b, interval)) for a, b in kept]
     known = [o for o in overlaps if o is not None]
-    out.update(test="bootstrap-overlap", within_noise=all(known) if known else None)
+    out.update(
+        test="bootstrap-overlap",
+        reason="one pair" if len(kept) < 2 else "the same difference in every pair",
+        within_noise=all(known) if known else None,
+    )
     return out
 
 
-def cpu_effect(
-    off_rows: Sequence[dict[str, Any]], on_rows: Sequence[dict[str, Any]]
-) -> dict[str, Any] | None:
-    """The harness's CPU rise, run by run (on minus off in each pair), its median and verdict."""
-    rises = [
-        b["harness_cpu"]["total_pct"] - a["harness_cpu"]["total_pct"]
-        for a, b in zip(off_rows, on_rows, strict=False)
-        if a["harness_cpu"]["total_pct"] is not None and b["harness_cpu"]["total_pct"] is not None
+def cpu_effect(matched: Sequence[tuple[dict[str, Any], dict[str, Any]]]) -> dict[str, Any] | None:
+    """The harness's CPU rise, pair by pair (on minus off), its median and verdict."""
+    both = [
+        (a["harness_cpu"]["total_pct"], b["harness_cpu"]["total_pct"], b["harness_cpu"])
+        for a, b in matched
     ]
-    if not rises:
+    kept = [(x, y, cpu) for x, y, cpu in both if _finite(x) and _finite(y)]
+    if not kept:
         return None
-    median = _r(np.median(rises))
+    median = _r(np.median([y - x for x, y, _ in kept]))
     return {
-        "rises": [_r(x) for x in rises],
+        "rises": [_r(y - x) for x, y, _ in kept],
         "median": median,
-        "scraper_pct": _r(np.median([r["harness_cpu"]["scraper_pct"] for r in on_rows])),
+        "scraper_pct": _r(np.median([cpu["scraper_pct"] for _, _, cpu in kept])),
         "met": median <= CPU_RISE_LIMIT,
     }
 
@@ -139,18 +163,16 @@ def cpu_effect(
 def scrape_effect(
     off_rows: Sequence[dict[str, Any]], on_rows: Sequence[dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    """Per level (streams), every compared figure and the CPU rise."""
+    """Per level (streams), every compared figure and the CPU rise, over matched pairs."""
     out = []
-    for level in sorted({r["streams"] for r in off_rows}):
-        off = [r for r in off_rows if r["streams"] == level]
-        on = [r for r in on_rows if r["streams"] == level]
-        if not on:
-            continue
+    matched = pairs(off_rows, on_rows)
+    for level in sorted({a["streams"] for a, _ in matched}):
+        mine = [(a, b) for a, b in matched if a["streams"] == level]
         figures = {
-            label: metric_effect(off, on, value, interval) for label, value, interval in COMPARED
+            label: metric_effect(mine, value, interval) for label, value, interval in COMPARED
         }
         out.append(
-            {"streams": level, "runs": len(on), "figures": figures, "cpu": cpu_effect(off, on)}
+            {"streams": level, "pairs": len(mine), "figures": figures, "cpu": cpu_effect(mine)}
         )
     return out
 
@@ -180,24 +202,24 @@ def format_pair(off: dict[str, Any], on: dict[str, Any]) -> str:
 
 def format_effect(level: dict[str, Any]) -> list[str]:
     """The verdict lines of one level."""
-    runs = "1 run" if level["runs"] == 1 else f"{level['runs']} runs"
-    lines = [f"streams {level['streams']} ({runs} each way):"]
+    count = "1 pair" if level["pairs"] == 1 else f"{level['pairs']} pairs"
+    lines = [f"streams {level['streams']} ({count} of runs, off and on):"]
     for label, fig in level["figures"].items():
         if fig is None:
             lines.append(f"  {label}: n/a")
             continue
-        runs = f"off {' / '.join(map(_f, fig['off']))}, on {' / '.join(map(_f, fig['on']))} ms"
-        if fig["test"] == "welch":
+        values = f"off {' / '.join(map(_f, fig['off']))}, on {' / '.join(map(_f, fig['on']))} ms"
+        if fig["test"] == "paired-t":
             how = (
                 f"on - off {fig['difference']:+.2f} ms, 95% CI [{_f(fig['ci_low'])}, "
-                f"{_f(fig['ci_high'])}] (Welch, p={fig['p_value']:.2f})"
+                f"{_f(fig['ci_high'])}] (paired t, p={fig['p_value']:.2f})"
             )
         else:
-            how = "one run each way: the runs' bootstrap intervals"
+            how = f"{fig['reason']}: each pair's bootstrap intervals"
         verdict = _verdict(fig["within_noise"], "within noise", "DIFFERENT")
         lines.append(
             f"  {label}: median off {_f(fig['off_median'])}, on {_f(fig['on_median'])} ms "
-            f"({runs}); {how}: {verdict}"
+            f"({values}); {how}: {verdict}"
         )
     cpu = level["cpu"]
     if cpu:

@@ -102,5 +102,5 @@ def test_cost_takes_the_measured_prompt_size_unless_one_is_given(planned, step_r
     assert gpt["direct_per_day"] == pytest.approx(per_day, rel=1e-3)
     given = analyse(folder, PlanInput(peak_rps=400.0, input_tokens=300)).plan["cost"]
     assert (given["input_tokens_per_request"], given["input_tokens_source"]) == (300, "given")
-    assert "(--input-tokens)" in cost_sentence({"cost": given})
+    assert "300 input (--input-tokens)" in cost_sentence({"cost": given})
     assert "the records' mean prompt" in cost_sentence({"cost": cost})

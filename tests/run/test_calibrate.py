@@ -70,7 +70,8 @@ def test_capacity_is_the_last_level_that_held() -> None:
     assert precision_text(cap) == "chunk lag p99 <= 5 ms up to 10 streams"
     assert capacity([])["streams_per_process"] == 0
     imprecise = capacity([{**rows[1], "streams": 250}])
-    assert precision_text(imprecise) == "chunk lag p99 over 5 ms at every level tested"
+    assert precision_text(imprecise) == "chunk lag p99 over 5 ms at every level that held"
+    assert precision_text(capacity([rows[2]])) == "no level held, so no precision either"
     # a level where only the mock fell behind still counts as held by the harness
     mock_limited = [{**rows[0], "mock_bound": ["the mock fell behind (lateness p99 30 ms)"]}]
     cap = capacity(mock_limited)
