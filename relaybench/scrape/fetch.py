@@ -1,7 +1,11 @@
 """One HTTP GET with a deadline for the whole answer, not only for each socket read.
 
 A metrics endpoint that trickles its body must not hold a scrape past its interval: the body is
-read in pieces and the request given up once ``timeout_s`` has passed since it started. TLS is
+read one socket read at a time (``read1``: whatever arrived, not a full piece) and the request
+given up at the first read that ends after ``timeout_s`` has passed since it started. Each read
+also has ``timeout_s`` as its socket timeout, so a server that goes silent just before the
+deadline holds the scrape at most one socket timeout past it (``2 × timeout_s`` in all). The
+status line and headers are read by ``http.client`` under the socket timeout only. TLS is
 verified (urllib's default context). Credentials in a URL (``https://user:pass@host/metrics``)
 are sent as HTTP Basic and never shown: messages print ``credentials.redact_url``.
 """
@@ -15,6 +19,7 @@ import urllib.request
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from relaybench.credentials import redact_url
+from relaybench.scrape.prom import clip
 
 MAX_BODY = 16 * 2**20  # a /metrics page is kilobytes; this only bounds a misbehaving one
 PIECE = 64 * 1024
@@ -49,7 +54,7 @@ def get(url: str, timeout_s: float) -> tuple[bytes, str]:
         with urllib.request.urlopen(request, timeout=timeout_s) as resp:
             pieces: list[bytes] = []
             size = 0
-            while piece := resp.read(PIECE):
+            while piece := resp.read1(PIECE):
                 size += len(piece)
                 if size > MAX_BODY:
                     raise FetchError(f"answer larger than {MAX_BODY // 2**20} MiB")
@@ -58,7 +63,7 @@ def get(url: str, timeout_s: float) -> tuple[bytes, str]:
                 pieces.append(piece)
             return b"".join(pieces), resp.headers.get("Content-Type", "")
     except urllib.error.HTTPError as exc:
-        raise FetchError(f"HTTP {exc.code} {exc.reason}") from None
+        raise FetchError(f"HTTP {exc.code} {clip(str(exc.reason))}") from None
     except urllib.error.URLError as exc:
         reason = exc.reason
         if isinstance(reason, TimeoutError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -71,3 +72,66 @@ class FakeEndpoint:
             self._server = None
         if self._thread is not None:
             self._thread.join(5)
+
+
+class TrickleEndpoint:
+    """A raw socket server on 127.0.0.1 (OS-chosen port) that answers any request with
+    ``head`` and then writes ``piece`` every ``every_s``, ``count`` times (``None``: until
+    stopped). ``stop`` closes the listener and every connection, and joins its threads."""
+
+    def __init__(self, head: bytes, piece: bytes, every_s: float, count: int | None) -> None:
+        self.head, self.piece, self.every_s, self.count = head, piece, every_s, count
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.1)
+        self.port = self._listener.getsockname()[1]
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._accepting = threading.Thread(target=self._accept, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/metrics"
+
+    def start(self) -> TrickleEndpoint:
+        self._accepting.start()
+        return self
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            thread = threading.Thread(target=self._answer, args=(conn,), daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(5)
+            try:
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    data = conn.recv(4096)
+                    if not data:
+                        return
+                    request += data
+                conn.sendall(self.head)
+                sent = 0
+                next_at = time.monotonic()
+                while not self._stop.is_set() and (self.count is None or sent < self.count):
+                    conn.sendall(self.piece)
+                    sent += 1
+                    next_at += self.every_s
+                    self._stop.wait(max(0.0, next_at - time.monotonic()))
+            except OSError:
+                return  # the client gave up: expected
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._listener.close()
+        self._accepting.join(5)
+        for thread in self._threads:
+            thread.join(5)

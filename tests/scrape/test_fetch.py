@@ -1,16 +1,20 @@
 """A ``--scrape`` URL's credentials: sent as HTTP Basic to that endpoint, shown as ``***``, and
-never carried to wherever it redirects."""
+never carried to wherever it redirects; the whole-answer deadline against a trickling body."""
 
 from __future__ import annotations
 
 import base64
+import time
+from pathlib import Path
 
+import orjson
 import pytest
 
 from relaybench import credentials
 from relaybench.scrape import fetch
+from relaybench.scrape.scraper import Scraper
 
-from .fake_server import FakeEndpoint
+from .fake_server import FakeEndpoint, TrickleEndpoint
 
 BODY = "# TYPE up gauge\nup 1\n"
 
@@ -50,3 +54,49 @@ def test_a_redirect_does_not_carry_the_credentials_elsewhere(endpoints) -> None:
     assert body.decode() == BODY  # followed
     assert "Authorization" in first.headers[-1]
     assert "Authorization" not in elsewhere.headers[-1]
+
+
+@pytest.fixture
+def trickles():
+    started: list[TrickleEndpoint] = []
+
+    def start(head: bytes, piece: bytes, every_s: float, count: int | None) -> TrickleEndpoint:
+        started.append(TrickleEndpoint(head, piece, every_s, count).start())
+        return started[-1]
+
+    yield start
+    for endpoint in started:
+        endpoint.stop()
+
+
+def test_a_body_sent_slowly_is_cut_off_at_the_deadline(trickles) -> None:
+    # 300 bytes, one every 20 ms: the whole body would take 6 s
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 300\r\n\r\n"
+    endpoint = trickles(head, b"x", 0.02, 300)
+    trickle_s = 300 * 0.02
+    began = time.monotonic()
+    with pytest.raises(fetch.FetchError, match=r"timeout: no whole answer within 0\.3 s"):
+        fetch.get(endpoint.url, 0.3)
+    took = time.monotonic() - began
+    # at most the deadline plus one socket timeout (0.6 s); a read waiting for 64 KiB or the
+    # end held it for the whole trickle
+    assert took < trickle_s / 3
+
+
+def test_an_endless_trickling_stream_is_gaps_and_one_warning(tmp_path: Path, trickles) -> None:
+    endpoint = trickles(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n", b"# x\n", 0.2, None)
+    warnings: list[str] = []
+    path = tmp_path / "server" / "drip.metrics.jsonl"
+    scraper = Scraper(tmp_path, interval_s=0.3, timeout_s=0.3, warn=warnings.append)
+    scraper.add_prometheus("drip", endpoint.url)
+    scraper.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not (path.exists() and path.read_bytes().count(b"\n") >= 2):
+            assert time.monotonic() < deadline, "no gap written: the scrape was held"
+            time.sleep(0.05)
+    finally:
+        scraper.stop()
+    rows = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+    assert len(rows) >= 2 and all("timeout" in r["gap"] for r in rows)
+    assert len(warnings) == 1 and "timeout" in warnings[0]
