@@ -24,6 +24,14 @@ import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
 QUANTILES = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
+REASON_MAX = 200  # characters of a server's text kept in a gap's reason
+
+
+def clip(text: str, limit: int = REASON_MAX) -> str:
+    """``text`` cut to ``limit`` characters with an ellipsis: a reason built from what a server
+    sent (a parser's message quotes the offending line, which can be a whole HTML page) goes into
+    every gap line, the warning, the notes and the reports."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class NotPrometheus(ValueError):
@@ -59,7 +67,7 @@ def parse(text: str) -> Snapshot:
     try:
         families = list(text_string_to_metric_families(text))
     except (ValueError, TypeError, IndexError) as exc:
-        raise NotPrometheus(f"not Prometheus text ({exc})") from None
+        raise NotPrometheus(f"not Prometheus text ({clip(str(exc))})") from None
     if not families:
         raise NotPrometheus("no metric in the answer")
     for family in families:

@@ -14,6 +14,8 @@ from typing import Any
 
 import redis
 
+from relaybench.scrape.prom import clip
+
 
 class RedisFailed(Exception):
     """The poll failed; the message says why."""
@@ -36,7 +38,7 @@ class RedisProbe:
             ping_ms = (time.perf_counter() - began) * 1e3
             info = self._client.info()
         except redis.RedisError as exc:
-            raise RedisFailed(f"{type(exc).__name__}: {exc}") from None
+            raise RedisFailed(f"{type(exc).__name__}: {clip(str(exc))}") from None
         now = time.monotonic()
         gauges = {
             "ping_ms": round(ping_ms, 3),

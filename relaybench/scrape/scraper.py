@@ -74,7 +74,7 @@ class _Prometheus:
         except fetch.FetchError as exc:
             raise PollFailed(str(exc)) from None
         except prom.NotPrometheus as exc:
-            raise PollFailed(f"{exc}; Content-Type {ctype or 'none'}") from None
+            raise PollFailed(f"{exc}; Content-Type {prom.clip(ctype, 80) or 'none'}") from None
         now = time.monotonic()
         before = self._last
         self._last = (now, snap)
@@ -281,7 +281,7 @@ class Scraper:
             exc = (
                 caught
                 if isinstance(caught, PollFailed)
-                else PollFailed(f"unexpected {type(caught).__name__}: {caught}")
+                else PollFailed(f"unexpected {type(caught).__name__}: {prom.clip(str(caught))}")
             )
             with self._lock:
                 source.gaps += 1

@@ -127,3 +127,12 @@ def test_a_histogram_with_an_unreadable_bucket_bound_is_refused() -> None:
     text = '# TYPE h histogram\nh_bucket{le="abc"} 1\nh_bucket{le="+Inf"} 1\nh_count 1\n'
     with pytest.raises(prom.NotPrometheus, match="bucket bound"):
         prom.parse(text)
+
+
+def test_the_reason_for_a_huge_one_line_page_is_bounded() -> None:
+    page = "<html>" + "x" * 75_000 + "</html>"  # one line: the parser's message quotes it all
+    with pytest.raises(prom.NotPrometheus) as caught:
+        prom.parse(page)
+    reason = str(caught.value)
+    assert reason.startswith("not Prometheus text (") and "<html>" in reason
+    assert len(reason) <= prom.REASON_MAX + 30 and "…" in reason

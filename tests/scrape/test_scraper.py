@@ -128,6 +128,23 @@ def test_not_prometheus_text_warns_once_and_the_scraper_goes_on(
     assert len(warnings) == 1 and ctype in warnings[0]
 
 
+def test_a_huge_one_line_page_gives_short_gaps_warning_and_notes(
+    tmp_path: Path, endpoint: FakeEndpoint
+) -> None:
+    endpoint.body, endpoint.content_type = "<html>" + "x" * 75_000 + "</html>", "text/html"
+    warnings: list[str] = []
+    scraper = Scraper(tmp_path, interval_s=INTERVAL, warn=warnings.append)
+    scraper.add_prometheus("web", endpoint.url)
+    path = tmp_path / "server" / "web.metrics.jsonl"
+    with scraper:
+        _wait_for(lambda: len(_lines(path)) >= 2)
+    gaps = [r["gap"] for r in _lines(path)]
+    assert all("not Prometheus text" in g and "text/html" in g and len(g) < 400 for g in gaps)
+    assert len(warnings) == 1 and len(warnings[0]) < 600
+    first = samples.status(tmp_path)["sources"][0]["first_error"]
+    assert first == gaps[0]  # what the notes and the reports quote
+
+
 def test_an_unreachable_url_at_the_start_is_a_gap_not_an_error(tmp_path: Path) -> None:
     free = FakeEndpoint().start()
     url = free.url
