@@ -11,7 +11,8 @@ or, when the harness has no PID for it, from the standard ``process_*`` metrics 
 - ``peak_rss_mb``, ``rss_mb_start`` → ``rss_mb_end``, ``fds_start`` → ``fds_end``,
   ``threads_max``; ``samples`` and ``gaps`` (failed polls) in the window.
 
-Values that the samples cannot give are ``None``; a server without any sample is left out.
+Values that the samples cannot give are ``None``; a server without any sample or gap in the
+window is left out (one whose every poll failed is kept: ``samples`` 0 and its ``gaps``).
 """
 
 from __future__ import annotations
@@ -67,15 +68,15 @@ def _from_process(src: SourceSamples, started_ns: int, ended_ns: int) -> dict[st
 def _from_metrics(src: SourceSamples, started_ns: int, ended_ns: int) -> dict[str, Any] | None:
     inside = src.between(started_ns, ended_ns)
     _, rate = inside.series("rates", "process_cpu_seconds_total")
-    if not rate.size:
-        return None
+    if not rate.size and not inside.gaps:
+        return None  # nothing in the window, or a server that exports no process_* metrics
     spans = np.array(
         [r.get("interval_s", 0.0) for r in inside.rows if "process_cpu_seconds_total" in
          (r.get("rates") or {})], dtype=np.float64,
     )  # fmt: skip
     _, rss = inside.series("gauges", "process_resident_memory_bytes")
     _, fds = inside.series("gauges", "process_open_fds")
-    cpu_s = float(np.sum(rate * spans))
+    cpu_s = float(np.sum(rate * spans)) if rate.size else None
     return _block(inside, rate * 100.0, cpu_s, rss / 2**20, fds, np.empty(0))
 
 
@@ -112,7 +113,7 @@ def server_block(
     requests: int,
     chunks: int,
 ) -> dict[str, dict[str, Any]]:
-    """One entry per server with samples in ``[started_ns, ended_ns]`` (see the module doc)."""
+    """One entry per server with samples or gaps in ``[started_ns, ended_ns]`` (the module doc)."""
     servers: dict[str, dict[str, SourceSamples]] = {}
     for src in sources.values():
         servers.setdefault(src.server, {})[src.kind] = src
@@ -128,9 +129,10 @@ def server_block(
         if block is None:
             continue
         cpu_s = block["cpu_s"]
-        block["cpu_s_per_request"] = _round(cpu_s / requests, 6) if cpu_s and requests else None
+        measured = cpu_s is not None  # 0.0 CPU seconds is a measurement: 0.0 per request
+        block["cpu_s_per_request"] = _round(cpu_s / requests, 6) if measured and requests else None
         block["cpu_s_per_1k_chunks"] = (
-            _round(1000 * cpu_s / chunks, 6) if cpu_s and chunks else None
+            _round(1000 * cpu_s / chunks, 6) if measured and chunks else None
         )
         out[server] = block
     return out

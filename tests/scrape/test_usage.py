@@ -65,3 +65,33 @@ def test_a_server_without_a_pid_uses_its_exported_process_metrics() -> None:
 def test_servers_without_samples_in_the_window_are_left_out() -> None:
     plain = SourceSamples("x.metrics", "x", "metrics", [{"time_ns": T0, "gauges": {"g": 1}}])
     assert server_block({"x.metrics": plain}, T0, T0 + S, requests=1, chunks=1) == {}
+
+
+def test_zero_cpu_seconds_is_a_measurement_not_a_missing_one() -> None:
+    rows = [
+        {"time_ns": T0 + i * S, "gauges": {"cpu_pct": 0.0, "cpu_s": 2.0, "rss_mb": 40.0}}
+        for i in range(6)
+    ]  # an idle server: its CPU seconds did not move
+    src = SourceSamples("idle.process", "idle", "process", rows)
+    block = server_block({"idle.process": src}, T0 + S, T0 + 5 * S, requests=10, chunks=500)
+    block = block["idle"]
+    assert block["cpu_s"] == 0.0
+    assert block["cpu_s_per_request"] == 0.0 and block["cpu_s_per_1k_chunks"] == 0.0
+
+
+def test_a_scrape_only_server_whose_every_poll_failed_is_kept_with_its_gaps() -> None:
+    good = {
+        "time_ns": T0,
+        "interval_s": 1.0,
+        "rates": {"process_cpu_seconds_total": 0.5},
+        "gauges": {"process_resident_memory_bytes": 50 * 2**20},
+    }
+    gaps = [{"time_ns": T0 + i * S, "gap": "timeout"} for i in range(2, 6)]
+    src = SourceSamples("vllm.metrics", "vllm", "metrics", [good], gaps)
+    block = server_block({"vllm.metrics": src}, T0 + S, T0 + 6 * S, requests=3, chunks=9)
+    assert block["vllm"]["samples"] == 0 and block["vllm"]["gaps"] == 4
+    assert block["vllm"]["cpu_s"] is None and block["vllm"]["cpu_s_per_request"] is None
+    # as a process source with only gaps is
+    proc = SourceSamples("relay.process", "relay", "process", [], gaps)
+    kept = server_block({"relay.process": proc}, T0 + S, T0 + 6 * S, requests=3, chunks=9)
+    assert kept["relay"]["samples"] == 0 and kept["relay"]["gaps"] == 4
