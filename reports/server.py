@@ -36,6 +36,7 @@ COLUMNS = [
     ("cpu_pct", "process", "gauges", "cpu_pct", None, 1.0),
     ("rss_mb", "process", "gauges", "rss_mb", None, 1.0),
     ("cpu_pct", "metrics", "rates", "process_cpu_seconds_total", None, 100.0),
+    ("rss_mb", "metrics", "gauges", "process_resident_memory_bytes", None, 1 / 2**20),
     ("active_streams", "metrics", "gauges", "relay_active_streams", None, 1.0),
     ("pool_busy", "metrics", "gauges", 'relay_upstream_pool_connections{state="busy"}', None, 1.0),
     ("pool_idle", "metrics", "gauges", 'relay_upstream_pool_connections{state="idle"}', None, 1.0),
@@ -135,20 +136,26 @@ def leak_reasons(folder: RunFolder) -> tuple[list[str], list[str]]:
 
 
 def notes(folder: RunFolder) -> list[str]:
-    """One sentence per scraped source that failed, for the report's input notes."""
+    """One sentence per scraped source that failed or never answered, for the input notes."""
     out = []
+    found = sources(folder)
     for src in samples.status(folder.path).get("sources") or []:
-        if not isinstance(src, dict) or not (src.get("first_error") or src.get("ended")):
+        if not isinstance(src, dict):
             continue
         what = f"server samples {src.get('name')} ({src.get('address')})"
         counts = f"{src.get('samples', 0)} samples, {src.get('gaps', 0)} gaps"
-        if src.get("ended"):
+        if not (src.get("first_error") or src.get("ended")):
+            written = found.get(str(src.get("name")))
+            if src.get("samples") or (written and (written.rows or written.gaps)):
+                continue  # it answered (a killed run leaves the start's zero counts behind)
+            out.append(f"{what}: never answered: no poll finished during the run ({counts}).")
+        elif src.get("ended"):
             out.append(f"{what}: {src['ended']}; not sampled after that ({counts}).")
         elif not src.get("samples"):
             out.append(f"{what}: never answered usably: {src['first_error']} ({counts}).")
         else:
             out.append(f"{what}: some polls failed, first: {src['first_error']} ({counts}).")
-    for src in sources(folder).values():
+    for src in found.values():
         if src.skipped:
             out.append(f"server samples {src.name}: {src.skipped} unreadable lines skipped.")
     return out

@@ -108,3 +108,46 @@ def test_a_run_without_server_samples_has_no_server_block(tmp_path: Path) -> Non
     summary = write_summary(run)
     assert all("server" not in t for t in summary["targets"].values())
     assert summary["health"]["leaks"] == []
+
+
+def _scrape_only(run: Path, sources: list[dict]) -> None:
+    """A vllm --scrape server with no PID: its process_* metrics each second of every window."""
+    meta = json.loads((run / "run.json").read_text())
+    rows = []
+    for target in meta["targets"].values():
+        for t in range(target["started_ns"] - S, target["ended_ns"] + S, S):
+            rows.append(
+                {
+                    "time_ns": t,
+                    "mono_ns": t,
+                    "interval_s": 1.0,
+                    "rates": {"process_cpu_seconds_total": 0.5},
+                    "gauges": {"process_resident_memory_bytes": 96 * 2**20},
+                }
+            )
+    server = run / "server"
+    server.mkdir()
+    (server / "vllm.metrics.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    (server / "sources.json").write_text(json.dumps({"interval_s": 1.0, "sources": sources}))
+
+
+def test_a_scrape_only_servers_memory_is_charted_and_a_silent_source_is_noted(
+    tmp_path: Path,
+) -> None:
+    run = tmp_path / "run"
+    write_run(run, SyntheticRun(scenario="steady", steps=((10, 60.0),)))
+    # as sources.json is written at the start: a killed run never rewrote vllm's counts
+    answered = {"name": "vllm.metrics", "address": "http://127.0.0.1:9/metrics", "samples": 0,
+                "gaps": 0, "first_error": None, "ended": None}  # fmt: skip
+    silent = {"name": "slow.metrics", "address": "http://127.0.0.1:8/metrics", "samples": 0,
+              "gaps": 0, "first_error": None, "ended": None}  # fmt: skip
+    _scrape_only(run, [answered, silent])
+    summary = write_summary(run)
+    assert summary["targets"]["relay"]["server"]["vllm"]["peak_rss_mb"] == 96.0
+    series = per_second(load_folder(run))
+    assert series["rss_mb:vllm"].dropna().iloc[0] == 96.0  # charted as in the summary
+    assert series["cpu_pct:vllm"].dropna().iloc[0] == 50.0
+    notes = [n for n in summary["notes"] if "server samples" in n]
+    # no poll of slow.metrics finished: it never answered; vllm.metrics' file has samples
+    assert len(notes) == 1 and "slow.metrics" in notes[0] and "never answered" in notes[0]
+    assert "0 samples, 0 gaps" in notes[0]
