@@ -242,7 +242,9 @@ def _scrape_redis(specs: Sequence[str]) -> list[tuple[str, str]]:
         name, sep, url = spec.partition("=")
         if not sep or "://" in name:
             name, url = name_for_url(spec) if "://" in spec else "", spec
-        if urlsplit(url).scheme not in ("redis", "rediss", "unix") or not name:
+        parts = urlsplit(url)
+        where = parts.path if parts.scheme == "unix" else parts.hostname  # a socket or a host
+        if parts.scheme not in ("redis", "rediss", "unix") or not where or not name:
             raise UsageError(
                 f"--scrape-redis {credentials.redact_url(spec)!r}: use [NAME=]redis://HOST:PORT/DB"
             )
@@ -255,7 +257,8 @@ def _scrape_pids(specs: Sequence[str]) -> list[tuple[str, int]]:
     for spec in specs:
         name, sep, pid = spec.rpartition("=")
         name = name if sep else f"pid-{pid}"
-        if not pid.isdigit() or int(pid) <= 0 or not name:
+        # ASCII only: str.isdigit alone takes any Unicode digit ('١٢' would be PID 12)
+        if not (pid.isascii() and pid.isdigit()) or int(pid) <= 0 or not name:
             raise UsageError(f"--scrape-pid {spec!r}: use [NAME=]PID with a positive PID")
         out.append((name, int(pid)))
     return out

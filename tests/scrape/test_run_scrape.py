@@ -32,7 +32,11 @@ def _lines(path: Path) -> list[dict]:
         ("--scrape-pid", "relay=0", "positive PID"),
         ("--scrape-interval", "0", "--scrape-interval"),
         ("--scrape-interval", "0.01", "at least 0.1 s"),
+        ("--scrape-pid", "\u0661\u0662", "positive PID"),  # Arabic-Indic 12: not an ASCII PID
         ("--scrape-redis", "http://127.0.0.1:6379", "redis://"),
+        ("--scrape-redis", "redis://", "--scrape-redis"),  # no host
+        ("--scrape-redis", "cache=rediss://:pw@/0", "--scrape-redis"),
+        ("--scrape-redis", "unix://", "--scrape-redis"),  # no socket path
     ],
 )
 def test_bad_scrape_flags_are_usage_errors(tmp_path: Path, flag: str, value: str, says: str):
