@@ -4,15 +4,18 @@ never carried to wherever it redirects; the whole-answer deadline against a tric
 from __future__ import annotations
 
 import base64
+import ssl
 import time
 from pathlib import Path
 
 import orjson
 import pytest
+import trustme
 
 from relaybench import credentials
 from relaybench.scrape import fetch
 from relaybench.scrape.scraper import Scraper
+from tests.hardening.tlsserver import TLSChatServer
 
 from .fake_server import FakeEndpoint, TrickleEndpoint
 
@@ -100,3 +103,42 @@ def test_an_endless_trickling_stream_is_gaps_and_one_warning(tmp_path: Path, tri
     rows = [orjson.loads(line) for line in path.read_bytes().splitlines()]
     assert len(rows) >= 2 and all("timeout" in r["gap"] for r in rows)
     assert len(warnings) == 1 and "timeout" in warnings[0]
+
+
+def test_a_head_sent_slowly_is_cut_off_at_the_deadline(trickles) -> None:
+    # one header line, a byte every 20 ms: the head would take 6 s, and each read is quick, so
+    # the socket timeout alone never fires
+    endpoint = trickles(b"HTTP/1.1 200 OK\r\nX-Pad: ", b"x", 0.02, 300)
+    trickle_s = 300 * 0.02
+    began = time.monotonic()
+    with pytest.raises(fetch.FetchError, match=r"timeout: no whole answer within 0\.3 s"):
+        fetch.get(endpoint.url, 0.3)
+    assert time.monotonic() - began < trickle_s / 3  # held for the whole trickle without the cut
+
+
+def test_a_body_without_a_length_cut_at_the_deadline_is_not_taken_as_whole(trickles) -> None:
+    # HTTP/1.0 with no length: the cut reads as the end of the body, which would look complete
+    endpoint = trickles(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n", b"# x\n", 0.02, 300)
+    with pytest.raises(fetch.FetchError, match=r"timeout: no whole answer within 0\.3 s"):
+        fetch.get(endpoint.url, 0.3)
+
+
+def test_https_is_verified_and_goes_through_the_cut_off_connection(monkeypatch) -> None:
+    ca = trustme.CA()
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(ctx)
+    with TLSChatServer(ctx) as server:
+        url = server.url + "/metrics"
+        with pytest.raises(fetch.FetchError, match="CERTIFICATE_VERIFY_FAILED"):
+            fetch.get(url, 2.0)  # a CA this machine does not trust: refused
+        made = ssl.create_default_context
+
+        def trusting() -> ssl.SSLContext:
+            trusted = made()
+            ca.configure_trust(trusted)
+            return trusted
+
+        monkeypatch.setattr(fetch.ssl, "create_default_context", trusting)
+        # trusted: the handshake passes and the GET reaches the server (it answers POST only)
+        with pytest.raises(fetch.FetchError, match="HTTP 501"):
+            fetch.get(url, 2.0)
