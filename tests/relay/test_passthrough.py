@@ -49,23 +49,38 @@ def test_stream_keeps_usage_when_client_asks(shared_relay, kit):
 
 
 def test_chunks_arrive_as_produced_not_buffered(shared_relay, kit):
-    """With 100 ms between tokens, the client sees the first token long before the last."""
+    """The client holds the first token before the mock has even written the last one.
+
+    Judged against the mock's own stamps (``x_mock_emitted_ns``, Unix ns on this machine's
+    clock): a relay that buffered the answer could only deliver the first token after the
+    last was stamped. The last token is due 8 x 250 ms = 2 s after the first, so a client
+    descheduled for up to ~2 s still sees the difference."""
+    from relaybench.sse import SSEDecoder
+
     server, key = shared_relay
-    arrivals = []
+    decoder = SSEDecoder()
+    received = []  # (time.time_ns() when the event was decoded, its data)
+    sent_ns = time.time_ns()
     with httpx.stream(
         "POST",
         server.url + "/v1/chat/completions",
         content=kit.chat(),
         headers={
             "Authorization": f"Bearer {key}",
-            "X-Mock-ITL-Ms": "100",
-            "X-Mock-Output-Tokens": "6",
+            "X-Mock-ITL-Ms": "250",
+            "X-Mock-Output-Tokens": "9",
         },
     ) as response:
-        for _ in response.iter_raw():
-            arrivals.append(time.perf_counter())
-    assert len(arrivals) >= 5  # one write per upstream chunk, not one buffered blob
-    assert arrivals[-1] - arrivals[0] > 0.35  # 6 tokens x 100 ms, minus generous slack
+        for piece in response.iter_raw():
+            now = time.time_ns()
+            received += [(now, event.data) for event in decoder.feed(piece)]
+    assert received[-1][1] == "[DONE]"
+    chunks = [(at, orjson.loads(data)) for at, data in received[:-1]]
+    stamps = [chunk["x_mock_emitted_ns"] for _, chunk in chunks]
+    # The mock emits on deadlines (admission + TTFT + k x ITL): the last token is >= 2 s out.
+    assert stamps == sorted(stamps) and stamps[-1] - sent_ns >= 8 * 250_000_000
+    first_at = chunks[0][0]
+    assert first_at < stamps[-1]  # delivered as produced, not after the whole answer
 
 
 def test_non_stream_passthrough(shared_relay, kit):
