@@ -47,7 +47,12 @@ def _run(argv: list[str], config: RelayConfig) -> int:
 
     def service() -> Service:  # built inside the event loop
         relay = Relay(config)
-        return Service(build_app(relay), on_stop=relay.begin_drain, aclose=relay.close)
+        return Service(
+            build_app(relay),
+            on_stop=relay.begin_drain,
+            aclose=relay.close,
+            on_worker_exit=relay.metrics.forget_worker,
+        )
 
     def worker_argv(port: int) -> list[str]:
         return ["-m", "relay", *argv, "--port", str(port), "--workers", "1", "--reuse-port", "on"]

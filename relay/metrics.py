@@ -137,6 +137,11 @@ class Metrics:
             self.registry.register(_PoolCollector(self))
             ProcessCollector(registry=self.registry)
 
+    def forget_worker(self, pid: int) -> None:
+        """A worker died: its live gauges leave the sums (its counts stay in the counters)."""
+        if self.shared_dir:
+            multiprocess.mark_process_dead(pid, self.shared_dir)
+
     def start(self) -> None:
         """In the running loop: keep the shared live gauges current (several workers only)."""
         if self._live is not None and self._refresher is None:

@@ -9,7 +9,10 @@ shutdown), and ``serve`` returns 0 — the process exits 0, not by the signal.
 ``workers=N`` runs N processes on one port: this one binds it with SO_REUSEPORT (port 0 resolved
 first), starts N-1 copies (``worker_argv(port)``, owned: they die with us), and passes its stop
 signal on; the kernel spreads connections over them. A copy runs ``serve`` with ``workers=1``
-and ``reuse_port=True`` on the given port.
+and ``reuse_port=True`` on the given port. A copy that dies is logged, reported to the app
+(``Service.on_worker_exit``: the relay drops its live gauges) and started again with the same
+arguments; a replacement that dies within ``MIN_WORKER_LIFE_S`` is not, so a crash at start-up
+cannot loop.
 
 With ``factory=True``, ``app`` is called inside the running event loop and may return a
 ``Service``: the app plus a hook for the first stop signal and an async close after the server
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import os
 import selectors
 import signal
@@ -27,7 +31,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
@@ -40,6 +44,8 @@ from relaybench.procs import die_with_parent, owned_child, stop_process
 
 ASGIApp = Callable[..., Awaitable[None]]
 WORKER_START_TIMEOUT_S = 20.0
+WORKER_POLL_S = 0.5  # how often the first process looks for a copy that died
+MIN_WORKER_LIFE_S = 5.0  # a replacement that dies younger is not started again
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,7 @@ class Service:
     app: ASGIApp
     on_stop: Callable[[], None] | None = None  # first stop signal, called in the event loop
     aclose: Callable[[], Awaitable[None]] | None = None  # after uvicorn has stopped
+    on_worker_exit: Callable[[int], None] | None = None  # a copy's PID, after it died
 
 
 @dataclass(frozen=True)
@@ -128,16 +135,15 @@ def serve(app: Any, options: ServeOptions, *, factory: bool = False) -> int:
         reuse_port=options.reuse_port or options.workers > 1,
         nodelay=options.tcp_nodelay,
     )
-    workers: list[subprocess.Popen[bytes]] = []
+    workers = _Workers(options)
     try:
         if options.worker_argv is not None:
-            port = sock.getsockname()[1]
-            for _ in range(1, options.workers):
-                workers.append(_start_worker(options, [*options.worker_argv(port)]))
+            workers.start(
+                [*options.worker_argv(sock.getsockname()[1])] for _ in range(1, options.workers)
+            )
         uvloop.run(_serve(app, factory, options, sock, workers))
     finally:
-        for worker in workers:
-            stop_process(worker, options.grace_s + 3.0)
+        workers.stop(options.grace_s + 3.0)
         sock.close()
     return 0
 
@@ -147,7 +153,7 @@ async def _serve(
     factory: bool,
     options: ServeOptions,
     sock: socket.socket,
-    workers: list[subprocess.Popen[bytes]],
+    workers: _Workers,
 ) -> None:
     built = app() if factory else app
     service = built if isinstance(built, Service) else Service(built)
@@ -156,9 +162,7 @@ async def _serve(
 
     def on_signal() -> None:
         nonlocal stopping
-        for worker in workers:  # they drain in parallel with us
-            if worker.poll() is None:
-                os.kill(worker.pid, signal.SIGTERM)
+        workers.signal_stop()  # they drain in parallel with us
         if not stopping and service.on_stop is not None:
             loop.call_soon_threadsafe(service.on_stop)
         stopping = True
@@ -187,20 +191,90 @@ async def _serve(
         # full passes (a pause every open stream would otherwise feel as lateness).
         gc.freeze()
         print(f"listening on {url_of(sock)}", flush=True)
-        await serving
+        watching = asyncio.ensure_future(workers.watch(service.on_worker_exit))
+        try:
+            await serving
+        finally:
+            watching.cancel()
     finally:
         if service.aclose is not None:
             await service.aclose()
 
 
-def _start_worker(options: ServeOptions, argv: list[str]) -> subprocess.Popen[bytes]:
-    """One more copy on our port; its logs go to our stderr, we read its ready line."""
-    proc = subprocess.Popen(
+@dataclass
+class _Slot:
+    argv: list[str]
+    proc: subprocess.Popen[bytes]
+    born: float | None = None  # monotonic, for a replacement (the first ones were seen ready)
+    ended: bool = False  # died and was not started again
+
+
+class _Workers:
+    """The N-1 copies: started, told to stop, and each replaced when it dies on its own."""
+
+    def __init__(self, options: ServeOptions) -> None:
+        self.options = options
+        self.log = logging.getLogger(f"{options.name}.workers")
+        self.slots: list[_Slot] = []
+        self.stopping = False
+
+    def start(self, argvs: Iterable[list[str]]) -> None:
+        """Start each copy and wait for its ``listening on`` line (an error if one fails)."""
+        for argv in argvs:
+            self.slots.append(_Slot(argv, _start_worker(self.options, argv)))
+
+    async def watch(self, on_exit: Callable[[int], None] | None) -> None:
+        """Until cancelled: a copy that died is reported and started again (see the top)."""
+        while self.slots:
+            await asyncio.sleep(WORKER_POLL_S)
+            for slot in self.slots:
+                if not (slot.ended or self.stopping) and slot.proc.poll() is not None:
+                    self._replace(slot, on_exit)
+
+    def _replace(self, slot: _Slot, on_exit: Callable[[int], None] | None) -> None:
+        dead = slot.proc
+        if dead.stdout is not None:
+            dead.stdout.close()
+        if on_exit is not None:
+            on_exit(dead.pid)
+        name = f"{self.options.name} worker (pid {dead.pid})"
+        lived = None if slot.born is None else time.monotonic() - slot.born
+        if lived is not None and lived < MIN_WORKER_LIFE_S:
+            slot.ended = True
+            self.log.error(
+                f"{name} exited with code {dead.returncode} after {lived:.1f} s; not started again"
+            )
+            return
+        slot.proc, slot.born = _spawn_worker(slot.argv, stdout=subprocess.DEVNULL), time.monotonic()
+        self.log.warning(
+            f"{name} exited with code {dead.returncode}; started pid {slot.proc.pid} in its place"
+        )
+
+    def signal_stop(self) -> None:
+        self.stopping = True
+        for slot in self.slots:
+            if slot.proc.poll() is None:
+                os.kill(slot.proc.pid, signal.SIGTERM)
+
+    def stop(self, timeout: float) -> None:
+        self.stopping = True
+        for slot in self.slots:
+            stop_process(slot.proc, timeout)
+
+
+def _spawn_worker(argv: list[str], stdout: int) -> subprocess.Popen[bytes]:
+    """One more copy on our port; its logs go to our stderr."""
+    return subprocess.Popen(
         [sys.executable, *argv],
-        stdout=subprocess.PIPE,
+        stdout=stdout,
         stdin=subprocess.DEVNULL,
         **owned_child(),  # a Ctrl-C reaches us; we pass the stop on ourselves
     )
+
+
+def _start_worker(options: ServeOptions, argv: list[str]) -> subprocess.Popen[bytes]:
+    """``_spawn_worker``, then wait for its ready line."""
+    proc = _spawn_worker(argv, stdout=subprocess.PIPE)
     assert proc.stdout is not None
     deadline = time.monotonic() + WORKER_START_TIMEOUT_S
     with selectors.DefaultSelector() as selector:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import signal
 import socket
 import subprocess
@@ -12,7 +14,7 @@ import pytest
 
 from relaybench.errors import UsageError
 from relaybench.procs import ServerProcess
-from relaybench.serve import bind
+from relaybench.serve import ServeOptions, _Workers, bind
 
 APP = """
 import sys
@@ -82,3 +84,38 @@ def test_reuse_port_lets_two_listeners_share_a_port() -> None:
         second.close()
     finally:
         first.close()
+
+
+SHORT_LIVED = """
+import sys, time
+print("listening on http://127.0.0.1:1", flush=True)
+time.sleep(0.3)
+sys.exit(3)
+"""
+
+
+def test_a_dead_worker_is_replaced_once_and_a_replacement_dying_young_is_not(caplog) -> None:
+    workers = _Workers(ServeOptions(name="tiny"))
+    exits: list[int] = []
+
+    async def watch_until_given_up() -> None:
+        watching = asyncio.ensure_future(workers.watch(exits.append))
+        deadline = asyncio.get_running_loop().time() + 10
+        while not workers.slots[0].ended:
+            assert asyncio.get_running_loop().time() < deadline, "never gave up on the slot"
+            await asyncio.sleep(0.05)
+        watching.cancel()
+
+    try:
+        workers.start([["-c", SHORT_LIVED]])
+        first = workers.slots[0].proc.pid
+        with caplog.at_level(logging.WARNING, logger="tiny.workers"):
+            asyncio.run(watch_until_given_up())
+    finally:
+        workers.stop(1.0)
+    # the first copy (seen ready) died: reported and replaced; its replacement died within
+    # MIN_WORKER_LIFE_S: reported, and not started again
+    assert exits[0] == first and len(exits) == 2 and exits[1] != first
+    assert [r.levelname for r in caplog.records] == ["WARNING", "ERROR"]
+    assert f"(pid {first}) exited with code 3; started pid {exits[1]}" in caplog.records[0].msg
+    assert "not started again" in caplog.records[1].msg

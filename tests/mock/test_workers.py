@@ -66,7 +66,7 @@ def test_reset_clears_every_worker(workers) -> None:
     assert [e["n"] for e in httpx.get(workers.url + "/mock/requests").json()["requests"]] == [1]
 
 
-def test_a_worker_that_is_gone_makes_the_aggregate_a_clear_503(workers) -> None:
+def test_a_worker_that_is_gone_makes_the_aggregate_a_clear_503_until_replaced(workers) -> None:
     assert workers.pid is not None
     (copy,) = psutil.Process(workers.pid).children()
     os.kill(copy.pid, signal.SIGKILL)
@@ -78,6 +78,14 @@ def test_a_worker_that_is_gone_makes_the_aggregate_a_clear_503(workers) -> None:
     assert answer.status_code == 503
     error = answer.json()["error"]
     assert error["code"] == "worker_unavailable" and "worker 1 of 2" in error["message"]
+    # the first process starts another copy in its place (same worker index): whole again
+    deadline = time.monotonic() + 20
+    while (answer := httpx.get(workers.url + "/mock/stats")).status_code != 200:
+        assert time.monotonic() < deadline, "the dead worker was not replaced"
+        time.sleep(0.1)
+    assert answer.json()["workers"] == 2
+    (fresh,) = psutil.Process(workers.pid).children()
+    assert fresh.pid != copy.pid
 
 
 def test_lateness_histograms_merge_like_one() -> None:
