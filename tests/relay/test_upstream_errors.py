@@ -3,7 +3,9 @@ before the first byte only, and the three timeouts.
 
 Timing is checked the way a busy machine cannot break: the error code proves which timeout
 fired (the mock would otherwise have answered in full), and a lower bound proves the relay
-waited what it was told; no upper wall-clock bound (a loaded CI runner only adds time)."""
+waited what it was told; no upper wall-clock bound (a loaded CI runner only adds time).
+A test that expects no timeout runs on a relay whose timeouts are seconds longer than any
+gap it causes, so a process descheduled for half a second cannot fire one."""
 
 from __future__ import annotations
 
@@ -17,21 +19,34 @@ import pytest
 from .conftest import bare_relay
 
 UPSTREAM_SECRET = "sk-provider-secret-never-shown-0123456789"
+IDLE_MS = 1500
+
+
+def no_retries(first_token_ms: int, idle_ms: int) -> dict[str, str]:
+    return {
+        "RELAY_MAX_RETRIES": "0",
+        "RELAY_FIRST_TOKEN_TIMEOUT_MS": str(first_token_ms),
+        "RELAY_IDLE_TIMEOUT_MS": str(idle_ms),
+        "RELAY_UPSTREAM_API_KEY": UPSTREAM_SECRET,
+    }
 
 
 @pytest.fixture(scope="module")
 def server(start_shared, shared_mock):
-    """No retries, short timeouts: each mapping is seen on its own."""
-    return bare_relay(
-        start_shared,
-        shared_mock.url,
-        {
-            "RELAY_MAX_RETRIES": "0",
-            "RELAY_IDLE_TIMEOUT_MS": "300",
-            "RELAY_FIRST_TOKEN_TIMEOUT_MS": "400",
-            "RELAY_UPSTREAM_API_KEY": UPSTREAM_SECRET,
-        },
-    )
+    """No retries, a short first-token timeout: for the tests that expect it to fire."""
+    return bare_relay(start_shared, shared_mock.url, no_retries(400, 5000))
+
+
+@pytest.fixture(scope="module")
+def patient(start_shared, shared_mock):
+    """No retries, 5 s timeouts: each mapping is seen on its own, never a timeout instead."""
+    return bare_relay(start_shared, shared_mock.url, no_retries(5000, 5000))
+
+
+@pytest.fixture(scope="module")
+def idle_relay(start_shared, shared_mock):
+    """No retries, a 1.5 s idle timeout (and 5 s to the first token): for stalls and gaps."""
+    return bare_relay(start_shared, shared_mock.url, no_retries(5000, IDLE_MS))
 
 
 def post(server, kit, headers, stream=True):
@@ -56,8 +71,8 @@ def post(server, kit, headers, stream=True):
         (400, 400, "upstream_refused"),
     ],
 )
-def test_upstream_status_mapping(server, kit, stream, upstream, status, code):
-    response = post(server, kit, {"X-Mock-Fault": f"status:{upstream}"}, stream)
+def test_upstream_status_mapping(patient, kit, stream, upstream, status, code):
+    response = post(patient, kit, {"X-Mock-Fault": f"status:{upstream}"}, stream)
     assert response.status_code == status
     assert response.headers["content-type"] == "application/json"
     error = response.json()["error"]
@@ -138,7 +153,8 @@ def _events_and_tail(response: httpx.Response, kit) -> tuple[list[str], dict]:
         ("malformed-after:3", "upstream_malformed"),
     ],
 )
-def test_mid_stream_failure_ends_with_error_line_and_no_done(server, kit, fault, code):
+def test_mid_stream_failure_ends_with_error_line_and_no_done(request, kit, fault, code):
+    server = request.getfixturevalue("idle_relay" if fault.startswith("stall") else "patient")
     started = time.perf_counter()
     response = post(server, kit, {"X-Mock-Fault": fault})
     elapsed = time.perf_counter() - started
@@ -149,14 +165,20 @@ def test_mid_stream_failure_ends_with_error_line_and_no_done(server, kit, fault,
     assert tail["error"]["type"] == "upstream_error"
     content = [orjson.loads(d) for d in data[:-1]]
     assert len(content) >= 3 and all("choices" in c for c in content)
-    if fault.startswith("stall"):  # the stall never ends: only the 300 ms idle timeout ends it
-        assert elapsed >= 0.3 - 0.01
+    if fault.startswith("stall"):  # the stall never ends: only the 1.5 s idle timeout ends it
+        assert elapsed >= IDLE_MS / 1000 - 0.01
 
 
-def test_idle_gap_below_timeout_is_fine(server, kit):
-    response = post(server, kit, {"X-Mock-ITL-Ms": "150", "X-Mock-Output-Tokens": "4"})
+def test_idle_gap_below_timeout_is_fine(idle_relay, kit):
+    """Gaps of 300 ms under a 1.5 s idle timeout, in a stream longer than the timeout: the
+    timeout is per gap, not per stream."""
+    sent_ns = time.time_ns()
+    response = post(idle_relay, kit, {"X-Mock-ITL-Ms": "300", "X-Mock-Output-Tokens": "7"})
     data = kit.sse_data(response.content)
     assert data[-1] == "[DONE]"
+    # The mock emits on deadlines (TTFT + k x ITL): its last chunk came >= 1.8 s after sending.
+    last_ns = orjson.loads(data[-2])["x_mock_emitted_ns"]
+    assert last_ns - sent_ns > IDLE_MS * 1_000_000
 
 
 def test_keepalive_comments_while_waiting_for_first_token(start_server, mock, kit):
@@ -168,9 +190,11 @@ def test_keepalive_comments_while_waiting_for_first_token(start_server, mock, ki
         "off",
         "--keepalive-ms",
         "100",
-        env={"RELAY_ANON_PLAN": "unlimited", "RELAY_FIRST_TOKEN_TIMEOUT_MS": "1000"},
+        env={"RELAY_ANON_PLAN": "unlimited", "RELAY_FIRST_TOKEN_TIMEOUT_MS": "2500"},
     )
-    response = post(relay, kit, {"X-Mock-TTFT-Ms": "550"})
+    # 800 ms to the first token (8 comments due, missed ones are caught up), 1.7 s under the
+    # first-token timeout.
+    response = post(relay, kit, {"X-Mock-TTFT-Ms": "800"})
     body = response.content
     assert response.status_code == 200
     head = body[: body.index(b"data:")]
@@ -178,16 +202,16 @@ def test_keepalive_comments_while_waiting_for_first_token(start_server, mock, ki
     assert kit.sse_data(body)[-1] == "[DONE]"
 
     # Once comments went out the status is sent: a first-token timeout becomes the error line.
-    response = post(relay, kit, {"X-Mock-TTFT-Ms": "5000"})
+    response = post(relay, kit, {"X-Mock-TTFT-Ms": "30000"})
     assert response.status_code == 200
     data = kit.sse_data(response.content)
     assert len(data) == 1 and "[DONE]" not in data
     assert orjson.loads(data[0])["error"]["code"] == "upstream_first_token_timeout"
-    assert response.content.count(b": keep-alive") >= 6
-    assert wait_idle(mock)
+    assert response.content.count(b": keep-alive") >= 6  # 25 due in 2.5 s
+    assert wait_idle(mock)  # the upstream request was closed (its first token is 30 s away)
 
 
-def wait_idle(mock, timeout=3.0):
+def wait_idle(mock, timeout=5.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if httpx.get(mock.url + "/mock/stats").json()["active_streams"] == 0:
@@ -229,16 +253,20 @@ def test_retry_after_honoured_up_to_cap(start_server, mock, kit):
     assert httpx.get(mock.url + "/mock/stats").json()["requests"] == 2  # retried once
     assert elapsed >= 1.0 - 0.01  # after waiting the mock's Retry-After (1 s)
 
+    # A mock asking for 6 s, over the cap: the relay answers at once, neither retrying nor
+    # waiting first (honouring the wait would take >= 6 s, so the bound has seconds of margin).
+    patient_mock = start_server("mock_upstream", "--retry-after-s", "6")
     capped = bare_relay(
-        start_server, mock.url, {"RELAY_MAX_RETRIES": "3", "RELAY_RETRY_AFTER_CAP_MS": "500"}
+        start_server,
+        patient_mock.url,
+        {"RELAY_MAX_RETRIES": "3", "RELAY_RETRY_AFTER_CAP_MS": "1500"},
     )
-    httpx.post(mock.url + "/mock/reset")
     started = time.perf_counter()
     response = post(capped, kit, {"X-Mock-Fault": "status:429"})
     capped_s = time.perf_counter() - started
-    assert response.status_code == 429 and response.headers["retry-after"] == "1"
-    assert httpx.get(mock.url + "/mock/stats").json()["requests"] == 1  # 1 s is over the cap
-    assert capped_s < elapsed - 0.5  # and no wait: well short of the honoured case's 1 s wait
+    assert response.status_code == 429 and response.headers["retry-after"] == "6"
+    assert httpx.get(patient_mock.url + "/mock/stats").json()["requests"] == 1  # over the cap
+    assert capped_s < 4.0  # and no wait
 
 
 def test_retry_deadline_bounds_total_time(start_server, kit):
@@ -248,9 +276,16 @@ def test_retry_deadline_bounds_total_time(start_server, kit):
     relay = bare_relay(
         start_server,
         url,
-        {"RELAY_MAX_RETRIES": "50", "RELAY_RETRY_BASE_MS": "100", "RELAY_RETRY_DEADLINE_MS": "600"},
+        {
+            "RELAY_MAX_RETRIES": "50",
+            "RELAY_RETRY_BASE_MS": "100",
+            "RELAY_RETRY_DEADLINE_MS": "2000",
+        },
     )
     response = post(relay, kit, {})
     assert response.status_code == 502
     retries = kit.metric(relay, "relay_upstream_retries_total")
-    assert 1 <= retries <= 4  # 50, 100, 200, 400 ms... stopped by the 600 ms deadline
+    # Waits of 50-100, 100-200, 200-400, 400-800, 800-1600 ms...: the first retry is due
+    # within 100 ms (1.9 s before the deadline), a sixth could start after 3.15 s at the
+    # earliest; the 2 s deadline stops it long before 50.
+    assert 1 <= retries <= 5
