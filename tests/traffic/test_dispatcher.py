@@ -21,13 +21,17 @@ def fresh_loop_clock() -> None:
     gevent.get_hub().loop.update_now()
 
 
-def run_users(d: Dispatcher, users: int, work_s: float = 0.0) -> list[tuple[int, int, int]]:
-    """(user, intended_ns, sent_ns) of everything the users sent, until the schedule is done."""
+def run_users(
+    d: Dispatcher, users: int, work_s: float = 0.0, taken: list[tuple[int, int]] | None = None
+) -> list[tuple[int, int, int]]:
+    """(user, intended_ns, sent_ns) of everything the users sent, until the schedule is done;
+    ``taken`` gets (intended_ns, ns) of the moment the leader took each arrival (``prepare``)."""
     fresh_loop_clock()
     sent: list[tuple[int, int, int]] = []
+    took = taken if taken is not None else []
 
     def user(u: int) -> None:
-        while (due := d.next(lambda a: None)) is not None:
+        while (due := d.next(lambda a: took.append((a[0], time.time_ns())))) is not None:
             sent.append((u, due[0][0], time.time_ns()))
             gevent.sleep(work_s)
 
@@ -45,10 +49,15 @@ def test_every_arrival_once_and_never_early() -> None:
 
 def test_the_user_free_last_sends_next() -> None:
     # sparse arrivals and instant answers: the lead passes before each send, so two users
-    # take turns and the other eighteen never wake
+    # take turns and the other eighteen never wake. An arrival the leader only takes when it is
+    # already due (this process was descheduled) goes out at once, before the user that sent the
+    # one before it is idle again, so the lead goes to a fresh user: by design, one more user per
+    # such arrival (taken less than 1 ms before it was due, to leave room for the hand-over).
     it = iter(schedule(10, 0.01))
-    sent = run_users(Dispatcher(lambda: next(it, None)), users=20)
-    assert len(sent) == 10 and len({u for u, _, _ in sent}) == 2
+    taken: list[tuple[int, int]] = []
+    sent = run_users(Dispatcher(lambda: next(it, None)), users=20, taken=taken)
+    late = sum(at > due - 1_000_000 for due, at in taken)
+    assert len(sent) == 10 and 2 <= len({u for u, _, _ in sent}) <= 2 + late, (late, sent)
 
 
 def test_busy_users_bring_in_more_users() -> None:
