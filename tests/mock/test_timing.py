@@ -9,9 +9,7 @@ Client arrival times are only compared with the stamps they carry.
 
 from __future__ import annotations
 
-import itertools
 import random
-import statistics
 
 from mock_upstream.content import VOCAB
 from mock_upstream.latency import Distribution, make_plan
@@ -52,25 +50,25 @@ def _grid_offsets(stamps: list[int], itl_ms: float) -> list[float]:
 def test_ttft_and_itl_follow_the_configuration(start_server, read_stream: ReadStream) -> None:
     mock = start_server("mock_upstream", "--ttft-ms", "150", "--itl-ms", "30")
     read_stream(mock.url, headers={"X-Mock-Output-Tokens": "1", "X-Mock-TTFT-Ms": "0"})  # warm
-    result = read_stream(mock.url, headers={"X-Mock-Output-Tokens": "12"})
+    # 30 tokens: the stream spans 870 ms, longer than a pause of the test's reader
+    result = read_stream(mock.url, headers={"X-Mock-Output-Tokens": "30"})
     content = result.content_events()
-    assert len(content) == 12
+    assert len(content) == 30
     stamps = _stamps(result)
     late_min, late_max = _lateness(mock.url)
     ttft = _ttft_ms(result)
     # never before the TTFT; after it by at most the mock's own lateness plus reading the body
     assert 150 - CLOCK_MS <= ttft <= 150 + late_max + 0.1 * 150, (ttft, late_max)
-    gaps = [(b - a) / MS for a, b in itertools.pairwise(stamps)]
-    assert abs(statistics.median(gaps) - 30) <= 0.2 * 30, gaps
-    # absolute deadlines: the chunks sit on one grid spaced by the ITL, whatever the jitter
+    # absolute deadlines: the chunks sit on one grid spaced by the ITL, whatever the jitter (a
+    # wrong ITL drifts off it by 29 x the error); no median of the gaps, which a paused mock's
+    # catch-up (late chunks written one per tick) collapses
     offsets = _grid_offsets(stamps, 30)
     assert max(offsets) <= late_max - late_min + CLOCK_MS, (offsets, late_min, late_max)
-    # each chunk reached the client when it was written, not held back to the end: a client
-    # reading the whole stream at once would see a median lag of half the stream's span
+    # each chunk reached the client when it was written, not held back to the end: the first
+    # arrived before the mock had even stamped the last
     lags = [(arrived - stamp) / MS for (arrived, _), stamp in zip(content, stamps, strict=True)]
     assert min(lags) >= 0, lags  # one host, one clock: nothing arrives before it was written
-    span = (stamps[-1] - stamps[0]) / MS
-    assert statistics.median(lags) < span / 4, (lags, span)
+    assert content[0][0] < stamps[-1], (lags, (stamps[-1] - stamps[0]) / MS)
 
 
 def test_header_overrides_timing(start_server, read_stream: ReadStream) -> None:
