@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -127,25 +128,60 @@ def test_workers_answer_for_all_of_them(relay, kit):
         with httpx.Client() as client:
             answers.append((client.get(server.url + "/health").json()["pid"], kit.metrics(server)))
     assert {s[ok] for _, s in answers} == {12} and {s[count] for _, s in answers} == {12}
-    # held streams, one per worker at least: every answer counts them all (within the refresh)
-    slow = {"X-Mock-ITL-Ms": "200", "X-Mock-Output-Tokens": "10"}
-    clients = [httpx.Client() for _ in range(4)]
-    streams = [
-        c.stream("POST", server.url + CHAT, content=kit.chat(), headers=slow) for c in clients
-    ]
+    # Held streams (20 s each, cut when the test hangs up), two on each worker (a connection's
+    # /health names the worker its next request goes to).
+    slow = {"X-Mock-ITL-Ms": "200", "X-Mock-Output-Tokens": "100"}
+    held: list[tuple[httpx.Client, object]] = []
+    on: Counter[int] = Counter()
     try:
-        for s in streams:
-            assert s.__enter__().status_code == 200
-        time.sleep(0.8)  # past LIVE_REFRESH_S: every worker has copied its count
-        assert {kit.metrics(server)[active] for _ in range(6)} == {4}
+        for _ in range(40):
+            if all(on[pid] == 2 for pid in served_by):
+                break
+            client = httpx.Client()
+            pid = client.get(server.url + "/health").json()["pid"]
+            if on[pid] == 2:
+                client.close()
+                continue
+            stream = client.stream("POST", server.url + CHAT, content=kit.chat(), headers=slow)
+            held.append((client, stream))
+            assert stream.__enter__().status_code == 200
+            on[pid] += 1
+        assert on == dict.fromkeys(served_by, 2)
+        # One kept-alive connection asks one worker, which copies its own count as it answers;
+        # the other worker is never asked, so only its periodic refresh (LIVE_REFRESH_S, later
+        # on a busy machine) can bring its two: wait for it, bounded.
+        with httpx.Client() as probe:
+            deadline = time.monotonic() + 5.0
+            while live_count(probe, server, active)[1] != 4:
+                assert time.monotonic() < deadline, "the other worker's streams never counted"
+                time.sleep(0.05)
+        # From then on every answer, from either worker, counts all four.
+        later = []
+        while len(later) < 6 or (len({pid for pid, _ in later}) < 2 and len(later) < 40):
+            with httpx.Client() as client:  # a new connection each: either worker
+                later.append(live_count(client, server, active))
+        assert len({pid for pid, _ in later}) == 2  # both workers answered
+        assert {count for _, count in later} == {4}, later
     finally:
-        for s, c in zip(streams, clients, strict=True):
-            s.__exit__(None, None, None)
-            c.close()
+        for client, stream in held:
+            stream.__exit__(None, None, None)
+            client.close()
     families = {
         f.name for f in text_string_to_metric_families(httpx.get(server.url + "/metrics").text)
     }
     assert "process_cpu_seconds" not in families  # one worker's would pose as the relay's
+
+
+def live_count(client: httpx.Client, server, series: tuple) -> tuple[int, float]:
+    """Over one connection (so one worker): that worker's pid and its answer for ``series``."""
+    pid = client.get(server.url + "/health").json()["pid"]
+    text = client.get(server.url + "/metrics").text
+    samples = {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    return pid, samples[series]
 
 
 def test_the_shared_metrics_directory_is_made_and_removed(relay, tmp_path):
