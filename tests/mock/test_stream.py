@@ -15,7 +15,7 @@ from mock_upstream.config import MockConfig
 from mock_upstream.latency import Distribution
 from relaybench.sse import SSEDecoder
 
-from .conftest import CHAT, ReadStream
+from .conftest import CHAT, ReadStream, stats
 
 
 def test_chat_stream_shape_with_usage(mock_url: str, read_stream: ReadStream) -> None:
@@ -249,7 +249,12 @@ def test_a_client_that_reads_late_gets_every_chunk_through_sends_drain(start_ser
             b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Mock-Output-Tokens: 20000\r\n"
             b"Content-Length: %d\r\n\r\n%s" % (len(request), request)
         )
-        time.sleep(0.5)  # read nothing for a while
+        # read nothing until the mock has had to hand a write to send (the socket was full),
+        # by its own counts rather than after a fixed time a paused mock may sleep through
+        deadline = time.monotonic() + 10
+        while not (snapshot := stats(mock.url))["chunks"] > snapshot["direct_writes"] > 0:
+            assert time.monotonic() < deadline, snapshot
+            time.sleep(0.01)
         raw = bytearray()
         while not raw.endswith(b"0\r\n\r\n"):
             piece = sock.recv(1 << 20)
@@ -257,5 +262,5 @@ def test_a_client_that_reads_late_gets_every_chunk_through_sends_drain(start_ser
             raw += piece
     assert raw.count(b'"delta":{"content":"') == 20000
     assert b"data: [DONE]" in raw
-    stats = httpx.get(mock.url + "/mock/stats").json()
-    assert stats["chunks"] == 20000 and 0 < stats["direct_writes"] < 20000
+    counts = stats(mock.url)
+    assert counts["chunks"] == 20000 and 0 < counts["direct_writes"] < 20000
