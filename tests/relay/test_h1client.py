@@ -171,7 +171,14 @@ def test_pool_limit_waits_then_times_out_and_keepalive_limit_closes_surplus():
 
         server, port = await serve(handler)
         async with server:
-            pool = pool_for(port, max_connections=2, max_keepalive=1, pool_timeout=0.2)
+            pool = pool_for(
+                port,
+                max_connections=2,
+                max_keepalive=1,
+                pool_timeout=0.2,
+                connect_timeout=10.0,
+                write_timeout=10.0,
+            )
             first = await pool.request(b"POST", b"/", [], b"")
             second = await pool.request(b"POST", b"/", [], b"")
             assert pool.state() == {"total": 2, "idle": 0, "busy": 2}
@@ -179,7 +186,8 @@ def test_pool_limit_waits_then_times_out_and_keepalive_limit_closes_surplus():
             started = loop.time()
             with pytest.raises(httpx.PoolTimeout):
                 await pool.request(b"POST", b"/", [], b"")
-            assert 0.15 < loop.time() - started < 1.5
+            # The pool timeout's 0.2 s, not one of the 10 s others (seconds of margin).
+            assert 0.15 < loop.time() - started < 5.0
             # A waiting request gets the connection the moment one is given back.
             third = asyncio.ensure_future(pool.request(b"POST", b"/", [], b""))
             await asyncio.sleep(0.05)
@@ -188,7 +196,7 @@ def test_pool_limit_waits_then_times_out_and_keepalive_limit_closes_surplus():
             for response in (first, second):
                 assert await body_of(response) == []
                 await response.aclose()
-            response = await asyncio.wait_for(third, 2)
+            response = await asyncio.wait_for(third, 10)
             await body_of(response)
             await response.aclose()
             assert pool.state() == {"total": 1, "idle": 1, "busy": 0}  # max_keepalive=1
@@ -218,7 +226,9 @@ def test_connect_errors_and_a_server_closed_idle_connection():
             assert b"".join(await body_of(response)) == b"{}"
             await response.aclose()
             assert pool.state()["idle"] == 1
-            await asyncio.sleep(0.3)
+            deadline = asyncio.get_running_loop().time() + 5
+            while pool.state()["total"] and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.02)
             assert pool.state() == {"total": 0, "idle": 0, "busy": 0}  # the close was noticed
             response = await pool.request(b"POST", b"/", [], b"")  # a fresh connection
             assert b"".join(await body_of(response)) == b"{}"
@@ -248,8 +258,11 @@ def test_a_reader_behind_the_upstream_pauses_and_resumes_the_socket():
             pool = pool_for(port)
             response = await pool.request(b"POST", b"/", [], b"")
             conn = response._conn
-            await asyncio.sleep(0.3)  # nobody reads: the buffer passes the high-water mark
-            assert conn is not None and conn.read_paused
+            assert conn is not None
+            deadline = asyncio.get_running_loop().time() + 5
+            while not conn.read_paused and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.02)  # nobody reads: the buffer passes the high-water mark
+            assert conn.read_paused
             assert READ_HIGH_WATER < conn.buffered < 4 * READ_HIGH_WATER  # not the whole 2 MiB
             total = sum(len(part) for part in await body_of(response))
             assert total == 32 * len(piece)
