@@ -27,7 +27,6 @@ from mock_upstream.errors import ConnectionCut
 from mock_upstream.faults import VALID_RATE_KINDS, FaultSyntaxError, parse_rate
 from mock_upstream.latency import DISTRIBUTIONS, Distribution
 from mock_upstream.state import MockState
-from mock_upstream.wire import MockProtocol
 from relaybench import guard
 from relaybench.cliargs import (
     Parser,
@@ -39,6 +38,7 @@ from relaybench.cliargs import (
 )
 from relaybench.errors import UsageError
 from relaybench.serve import ServeOptions
+from relaybench.wire import WireProtocol
 
 at_least_one = bounded(1)
 
@@ -232,9 +232,9 @@ def serve(config: MockConfig, argv: Sequence[str] = ()) -> int:
         worker_argv=worker_argv,
         grace_s=config.shutdown_grace_s,
         proxy_headers=False,  # nothing to trust on loopback; saves a wrapper on every send
-        # MockProtocol puts the socket in the scope (chunks are written directly); the guard
+        # WireProtocol puts the socket in the scope (chunks are written directly); the guard
         # cuts off slow or oversized requests (relaybench.guard)
-        http_protocol=guard.protocol(config.limits, base=MockProtocol),
+        http_protocol=guard.protocol(config.limits, base=WireProtocol),
         name="mock",
     )
     try:

@@ -32,8 +32,8 @@ from mock_upstream.latency import Plan, make_plan
 from mock_upstream.load import QueueFull, slowdown_factor
 from mock_upstream.state import MockState
 from mock_upstream.validation import CompletionRequest, Overrides, parse_body, parse_overrides
-from mock_upstream.wire import Wire, wire_of
 from relaybench import asgi
+from relaybench.wire import Wire, wire_of
 
 Scope = dict[str, Any]
 Receive = Any

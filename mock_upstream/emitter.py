@@ -34,7 +34,7 @@ from mock_upstream.faults import Fault
 from mock_upstream.history import Entry
 from mock_upstream.load import Admission, slowdown_factor
 from mock_upstream.stats import Stats
-from mock_upstream.wire import Wire
+from relaybench.wire import Wire
 
 EARLY_S = 0.0005
 

@@ -1,16 +1,18 @@
 """Writing a stream's chunks straight to its socket, past uvicorn's per-message ``send``.
 
-``MockProtocol`` is uvicorn's httptools protocol plus one thing: each request's scope carries a
-``Wire`` (``scope["extensions"]["mock.wire"]``) holding the connection's transport and uvicorn's
-flow control. The emitter writes a body chunk with ``Wire.write`` from its timer callback, in
-the same framing uvicorn's ``send`` uses (HTTP/1.1 chunked: the SSE response has no
-Content-Length), so the bytes on the wire are the same. When uvicorn has paused writing (the
-client reads slowly) ``write`` refuses and the stream's task ``await send(...)`` instead, which
-waits for the drain as before. The response start and its last message always go through
-``send``, so uvicorn's own state (keep-alive, completion) stays right.
+``WireProtocol`` is uvicorn's httptools protocol plus one thing: each request's scope carries a
+``Wire`` (``scope["extensions"]["relaybench.wire"]``) holding the connection's transport and
+uvicorn's flow control. A server writes a body chunk with ``Wire.write`` from a callback (the
+mock's emitter timer, the relay's upstream ``data_received``), in the same framing uvicorn's
+``send`` uses (HTTP/1.1 chunked: an SSE response has no Content-Length), so the bytes on the
+wire are the same. When uvicorn has paused writing (the client reads slowly) ``write`` refuses
+and the stream's task ``await send(...)`` instead, which waits for the drain as before. The
+response start and its last message always go through ``send``, so uvicorn's own state
+(keep-alive, completion) stays right.
 
-``tests/mock/test_stream.py`` checks that streams really take this path (``direct_writes`` in
-``/mock/stats``): it fails if uvicorn renames what this module reads.
+``tests/mock/test_stream.py`` (``direct_writes`` in ``/mock/stats``) and
+``tests/relay/test_passthrough.py`` check that streams really take this path: they fail if
+uvicorn renames what this module reads.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from typing import Any
 
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+KEY = "relaybench.wire"
 
 
 class Wire:
@@ -39,16 +43,16 @@ class Wire:
         return True
 
 
-class MockProtocol(HttpToolsProtocol):
+class WireProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, with the connection's ``Wire`` in every request scope."""
 
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
         scope: dict[str, Any] = self.scope  # type: ignore[assignment]
-        scope.setdefault("extensions", {})["mock.wire"] = Wire(self.transport, self.flow)
+        scope.setdefault("extensions", {})[KEY] = Wire(self.transport, self.flow)
 
 
 def wire_of(scope: dict[str, Any]) -> Wire | None:
     """The request's Wire, or None under another server (every write then goes through send)."""
     extensions = scope.get("extensions")
-    return extensions.get("mock.wire") if extensions else None
+    return extensions.get(KEY) if extensions else None
