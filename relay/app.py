@@ -46,6 +46,7 @@ from relay.errors import (
 )
 from relay.errors import send_error as send_json_error
 from relay.exchange import Exchange, watch_disconnect
+from relay.forward import Forward
 from relay.h1client import H1Response
 from relay.keys import KeyStore, Plan
 from relay.metrics import CONTENT_TYPE, Metrics
@@ -55,6 +56,7 @@ from relay.upstream import Upstream
 from relay.validation import check_chat, parse_json, read_body
 from relaybench.asgi import ClientDisconnected
 from relaybench.errors import UsageError
+from relaybench.wire import Wire, wire_of
 
 log = logging.getLogger("relay.app")
 
@@ -153,8 +155,9 @@ class Relay:
                     stream, fields["request_id"], self._forwarded(scope)
                 )
                 await self._exchange(
-                    send, receive, body, headers, stream, strip_usage, head + rate, fields
-                )
+                    send, receive, body, headers, stream, strip_usage, head + rate, fields,
+                    wire_of(scope),
+                )  # fmt: skip
         except ClientDisconnected:
             fields["outcome"] = "client_gone"
             self.metrics.client_disconnects.inc()
@@ -200,6 +203,7 @@ class Relay:
         strip_usage: bool,
         extra: list[tuple[bytes, bytes]],
         fields: dict[str, Any],
+        wire: Wire | None,
     ) -> None:
         exchange = Exchange(self.config.first_token_timeout_s, self.config.idle_timeout_s)
         watcher = asyncio.get_running_loop().create_task(watch_disconnect(receive, exchange))
@@ -212,8 +216,9 @@ class Relay:
                 response, sent_at = await self.upstream.open(body, headers, exchange, fields)
                 if stream:
                     await self._stream(
-                        send, response, exchange, sent_at, strip_usage, extra, started, fields
-                    )
+                        send, response, exchange, sent_at, strip_usage, extra, started, fields,
+                        wire,
+                    )  # fmt: skip
                 else:
                     await self._complete(send, response, exchange, sent_at, extra, fields)
             except asyncio.CancelledError:
@@ -272,6 +277,7 @@ class Relay:
         extra: list[tuple[bytes, bytes]],
         started: list[bool],
         fields: dict[str, Any],
+        wire: Wire | None,
     ) -> None:
         loop = exchange.loop
         stream_filter = StreamFilter(strip_usage)
@@ -298,12 +304,23 @@ class Relay:
             # ``last`` is stamped after the write: time blocked on a slow client is not idle.
             exchange.last = loop.time()
             feed = stream_filter.feed
-            async for chunk in chunks:
-                out = feed(chunk)
-                if out:
-                    message["body"] = out
-                    await send(message)
-                exchange.last = loop.time()
+            await chunks.aclose()  # read on below, with the fast path
+            # under uvicorn, reads that come while this task waits are forwarded by ``forward``
+            forward = None if wire is None else Forward(feed, wire, exchange)
+            async for chunk in response.aiter_raw(forward):
+                if forward is not None:
+                    if forward.held:  # the client's socket was full: send waits for the drain
+                        message["body"], forward.held = forward.held, b""
+                        await send(message)
+                        exchange.last = loop.time()
+                    if forward.broken is not None:
+                        raise forward.broken
+                if chunk:
+                    out = feed(chunk)
+                    if out:
+                        message["body"] = out
+                        await send(message)
+                    exchange.last = loop.time()
         except UpstreamBroken as broken:
             if broken.forward:  # the valid events that came in the same read go out first
                 message["body"] = broken.forward

@@ -24,6 +24,7 @@ from relay.config import METRICS_DIR_ENV, RelayConfig, parse_config
 from relay.logs import setup_logging
 from relaybench import guard
 from relaybench.serve import ServeOptions, Service, serve
+from relaybench.wire import WireProtocol
 
 
 def main(argv: Sequence[str]) -> int:
@@ -66,21 +67,28 @@ def _run(argv: list[str], config: RelayConfig) -> int:
         worker_argv=worker_argv,
         timeout_keep_alive_s=30,
         tcp_nodelay=True,
-        http_protocol=guard.protocol(  # slow/oversized requests: 408/431; too many: 503
-            guard.GuardLimits(
-                header_timeout_s=config.header_timeout_s,
-                body_timeout_s=config.body_timeout_s,
-                max_header_bytes=config.max_header_bytes,
-                max_headers=config.max_headers,
-                max_connections=config.max_connections,
-            ),
-            fds_per_connection=2,  # a stream holds the client's socket and an upstream one
-        ),
+        http_protocol=http_protocol(config),
         name="relay",
     )
     # Requests allocate many short-lived objects and few cycles: collect less often.
     gc.set_threshold(50_000, 20, 20)
     return serve(service, options, factory=True)
+
+
+def http_protocol(config: RelayConfig) -> type:
+    """uvicorn's httptools protocol with the guard's limits (slow or oversized requests: 408/431;
+    too many connections: 503) and the ``Wire`` the streamed chunks are written through."""
+    return guard.protocol(
+        guard.GuardLimits(
+            header_timeout_s=config.header_timeout_s,
+            body_timeout_s=config.body_timeout_s,
+            max_header_bytes=config.max_header_bytes,
+            max_headers=config.max_headers,
+            max_connections=config.max_connections,
+        ),
+        base=WireProtocol,
+        fds_per_connection=2,  # a stream holds the client's socket and an upstream one
+    )
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import asyncio
 import socket
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from urllib.parse import urlsplit
 
 import httptools
@@ -55,6 +55,9 @@ class _Connection(asyncio.Protocol):
         self.write_paused = False
         self.read_paused = False
         self.idle_since = 0.0
+        # While the response's reader waits, each read's body goes to this straight from
+        # ``data_received`` (no task wake-up per read); False from it stops that
+        self.sink: Callable[[bytes], bool] | None = None
         self.start()
         self.active = False
 
@@ -88,13 +91,15 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self.error = httpx.RemoteProtocolError(f"malformed upstream response ({exc})")
             self.close()
-        self._wake()
+        if self.sink is None or not self._pump(self.sink):
+            self._wake()
 
     def eof_received(self) -> bool:
         return False  # close the transport: connection_lost follows
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.sink = None
         if self.head_done and self.until_eof and exc is None:
             self.complete = True
         elif exc is not None and self.error is None:
@@ -145,6 +150,15 @@ class _Connection(asyncio.Protocol):
             self.transport.resume_reading()
         return data
 
+    def _pump(self, sink: Callable[[bytes], bool]) -> bool:
+        """Hand this read's body to ``sink``; False: the pump stops, the reader must wake."""
+        if (self.body and not sink(self.take_body())) or (
+            self.complete or self.closed or self.error is not None
+        ):
+            self.sink = None
+            return False
+        return True
+
     async def wait(self) -> None:
         """Until the next ``data_received`` or ``connection_lost``."""
         waiter = self.waiter = asyncio.get_running_loop().create_future()
@@ -177,8 +191,13 @@ class H1Response:
     def headers(self) -> httpx.Headers:
         return httpx.Headers(self.raw_headers)
 
-    async def aiter_raw(self) -> AsyncIterator[bytes]:
-        """The body as it arrives: everything one socket read brought, per step."""
+    async def aiter_raw(self, sink: Callable[[bytes], bool] | None = None) -> AsyncIterator[bytes]:
+        """The body as it arrives: everything one socket read brought, per step.
+
+        With ``sink``, what arrives while this waits goes to ``sink`` instead, from the
+        connection's ``data_received``, until ``sink`` returns False (it keeps what it could not
+        pass on) or the body ends; then this yields ``b""`` once, so the reader can look.
+        """
         conn = self._conn
         if conn is None:
             return
@@ -191,8 +210,15 @@ class H1Response:
                 raise conn.error
             elif conn.closed:
                 raise httpx.RemoteProtocolError("the upstream closed the connection mid-response")
-            else:
+            elif sink is None:
                 await conn.wait()
+            else:
+                conn.sink = sink
+                try:
+                    await conn.wait()
+                finally:
+                    conn.sink = None
+                yield b""
 
     async def aclose(self) -> None:
         """Give the connection back: to the idle pool if the body was read whole, else closed."""

@@ -364,3 +364,49 @@ def test_a_reused_connection_that_answered_in_part_is_not_retried():
     finally:
         upstream.close()
     assert upstream.connections == 1 and upstream.requests == 2  # the upstream had begun: no retry
+
+
+def test_a_sink_gets_the_reads_while_the_reader_waits_and_can_hand_back():
+    """``aiter_raw(sink)``: each read goes to the sink from the callback; the reader wakes (one
+    ``b""``) only when the sink says stop; what arrives after that is read the usual way."""
+    pieces = [b"data: %d\n\n" % i for i in range(6)]
+    sent = asyncio.Event()
+
+    async def handler(reader, writer):
+        await read_request(reader)
+        writer.write(CHUNKED_HEAD)
+        for i, piece in enumerate(pieces):
+            writer.write(chunk(piece))
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            if i == 3:
+                await sent.wait()  # the rest once the reader has looked
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+
+    async def main():
+        server, port = await serve(handler)
+        async with server:
+            pool = pool_for(port)
+            response = await pool.request(b"POST", b"/v1/chat/completions", [], b"{}")
+            sunk: list[bytes] = []
+
+            def sink(data: bytes) -> bool:
+                sunk.append(data)
+                return not data.endswith(pieces[3])  # the fourth: stop, the reader looks
+
+            steps = []
+            async for part in response.aiter_raw(sink):
+                steps.append(part)
+                if part == b"":
+                    sent.set()
+            await response.aclose()
+            await pool.aclose()
+        # what came with the head is yielded (it was there before the reader waited); every
+        # later read went to the sink, in order, none doubled
+        early = steps[: steps.index(b"")]
+        assert b"".join(early) + b"".join(sunk) == b"".join(pieces)
+        # after that the reader woke only twice: when the sink stopped, and at the end
+        assert steps[len(early) :] == [b"", b""]
+
+    asyncio.run(main())
