@@ -301,7 +301,9 @@ class Relay:
             if out:
                 message["body"] = out
                 await send(message)
-            # ``last`` is stamped after the write: time blocked on a slow client is not idle.
+            # ``last`` is stamped after each write, so a slow write is not counted as upstream
+            # idleness once it is done; a write blocked past the idle timeout (a client that
+            # stopped reading) is cut by it.
             exchange.last = loop.time()
             feed = stream_filter.feed
             await chunks.aclose()  # read on below, with the fast path
@@ -313,8 +315,8 @@ class Relay:
                         message["body"], forward.held = forward.held, b""
                         await send(message)
                         exchange.last = loop.time()
-                    if forward.broken is not None:
-                        raise forward.broken
+                    if forward.failed is not None:
+                        raise forward.failed
                 if chunk:
                     out = feed(chunk)
                     if out:
@@ -326,6 +328,8 @@ class Relay:
                 message["body"] = broken.forward
                 await send(message)
             raise
+        if forward is not None:
+            self.metrics.direct_writes += forward.writes
         stream_filter.finish()
         self._count_usage(stream_filter.usage, fields)
         exchange.finish()
@@ -523,6 +527,7 @@ class RelayApp:
             "status": "draining" if relay.draining else "ok",
             "pid": os.getpid(),
             "active_streams": relay.metrics.active_streams,
+            "direct_writes": relay.metrics.direct_writes,  # chunks the fast path wrote
             "tasks": len(asyncio.all_tasks()),  # a leak of watchers or readers shows here
             "auth": relay.config.auth,
             "ratelimit_backend": relay.limiter.backend.name,

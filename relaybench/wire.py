@@ -10,9 +10,10 @@ and the stream's task ``await send(...)`` instead, which waits for the drain as 
 response start and its last message always go through ``send``, so uvicorn's own state
 (keep-alive, completion) stays right.
 
-``tests/mock/test_stream.py`` (``direct_writes`` in ``/mock/stats``) and
-``tests/relay/test_passthrough.py`` check that streams really take this path: they fail if
-uvicorn renames what this module reads.
+``tests/test_wire.py`` (under real uvicorn), ``tests/mock/test_stream.py`` (``direct_writes``
+in ``/mock/stats``) and ``tests/relay/test_forward.py`` (``direct_writes`` in the relay's
+``/health``) check that streams really take this path: they fail if uvicorn renames what this
+module reads.
 """
 
 from __future__ import annotations
