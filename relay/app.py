@@ -296,8 +296,11 @@ class Relay:
             started[0] = True
         # One message per upstream read, reused: the server reads it and keeps nothing.
         message = {"type": "http.response.body", "body": b"", "more_body": True}
+        feed = stream_filter.feed
+        # under uvicorn, reads that come while this task waits are forwarded by ``forward``
+        forward = None if wire is None else Forward(feed, wire, exchange)
         try:
-            out = stream_filter.feed(first)
+            out = feed(first)
             if out:
                 message["body"] = out
                 await send(message)
@@ -305,10 +308,7 @@ class Relay:
             # idleness once it is done; a write blocked past the idle timeout (a client that
             # stopped reading) is cut by it.
             exchange.last = loop.time()
-            feed = stream_filter.feed
             await chunks.aclose()  # read on below, with the fast path
-            # under uvicorn, reads that come while this task waits are forwarded by ``forward``
-            forward = None if wire is None else Forward(feed, wire, exchange)
             async for chunk in response.aiter_raw(forward):
                 if forward is not None:
                     if forward.held:  # the client's socket was full: send waits for the drain
@@ -328,8 +328,9 @@ class Relay:
                 message["body"] = broken.forward
                 await send(message)
             raise
-        if forward is not None:
-            self.metrics.direct_writes += forward.writes
+        finally:
+            if forward is not None:  # once per stream, however it ended
+                self.metrics.direct_writes += forward.writes
         stream_filter.finish()
         self._count_usage(stream_filter.usage, fields)
         exchange.finish()

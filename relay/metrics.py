@@ -74,7 +74,7 @@ class Metrics:
         self.shared_dir = os.environ.get(METRICS_DIR_ENV)
         registry = None if self.shared_dir else self.registry
         self.active_streams = 0  # requests being relayed now (also in /health)
-        self.direct_writes = 0  # chunks ``relay.forward`` wrote, added per stream (/health)
+        self.direct_writes = 0  # chunks ``relay.forward`` wrote, added at each stream's end
         self.pool_state: Callable[[], dict[str, int]] = dict  # the upstream sets it
         self._refresher: asyncio.TimerHandle | None = None
         self.requests = Counter(
